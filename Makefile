@@ -1,0 +1,42 @@
+# Every target sets itself up: venv, install, codegen. Only `python3.11` (or python3) is assumed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+SITE := $(VENV)/lib/python3.11/site-packages
+PROTOS := $(wildcard protos/voiceagent/v1/*.proto)
+DEPS_STAMP := $(VENV)/.deps-stamp
+GEN_STAMP := gen/voiceagent/.gen-stamp
+PYTEST_ARGS ?=
+
+.PHONY: run test gen lint bench clean
+
+run: $(GEN_STAMP)
+	$(PY) -m server
+
+test: $(GEN_STAMP) lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+gen: $(GEN_STAMP)
+
+lint: $(GEN_STAMP)
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf format --diff --exit-code
+	$(VENV)/bin/ruff check pipeline server clients tests
+	$(VENV)/bin/ruff format --check pipeline server clients tests
+
+$(DEPS_STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# Generated stubs import `voiceagent.v1...`: put gen/ on the venv's path.
+	echo "$(CURDIR)/gen" > $(SITE)/voiceagent-gen.pth
+	touch $@
+
+$(GEN_STAMP): $(PROTOS) $(DEPS_STAMP)
+	rm -rf gen/voiceagent
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	touch gen/voiceagent/__init__.py gen/voiceagent/v1/__init__.py
+	touch $@
+
+clean:
+	rm -rf $(VENV) gen/voiceagent

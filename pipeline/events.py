@@ -1,0 +1,121 @@
+"""The session's outbound event stream, built from the voiceagent.v1 messages.
+
+The proto is the one definition of event names and fields; the gRPC service sends these
+messages as they are, and the HTTP/WebSocket and WebRTC edges render the same messages as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from voiceagent.v1 import audio_pb2, converse_pb2
+
+from pipeline.turn import State, Turn
+
+ERROR_CODES = {
+    "provider_failed": converse_pb2.ERROR_CODE_PROVIDER_FAILED,
+    "provider_not_configured": converse_pb2.ERROR_CODE_PROVIDER_NOT_CONFIGURED,
+    "resource_exhausted": converse_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+    "invalid_request": converse_pb2.ERROR_CODE_INVALID_REQUEST,
+}
+
+Event = converse_pb2.ConverseResponse
+
+
+class EventSink:
+    """A bounded queue of events for one client; `None` marks the end of the stream."""
+
+    def __init__(self, maxsize: int = 512) -> None:
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
+        self.state = State.STARTED
+
+    async def emit(self, event: Event) -> None:
+        await self.queue.put(event)
+
+    def end(self, state: State) -> None:
+        """Final state and end of stream, without waiting: the reader may already be gone."""
+        for item in (Event(state_changed=converse_pb2.StateChanged(state=int(state))), None):
+            while self.queue.full():
+                self.queue.get_nowait()  # a reader that is gone won't miss old events
+            self.queue.put_nowait(item)
+        self.state = state
+
+    async def set_state(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            await self.emit(Event(state_changed=converse_pb2.StateChanged(state=int(state))))
+
+    async def speech_started(self, offset_ms: int) -> None:
+        await self.emit(Event(speech_started=audio_pb2.SpeechStarted(offset_ms=offset_ms)))
+
+    async def speech_stopped(self, start_ms: int, end_ms: int) -> None:
+        await self.emit(
+            Event(
+                speech_stopped=audio_pb2.SpeechStopped(
+                    start_offset_ms=start_ms, end_offset_ms=end_ms
+                )
+            )
+        )
+
+    async def transcript(self, text: str, start_ms: int, end_ms: int, turn_index: int) -> None:
+        await self.emit(
+            Event(
+                transcript=audio_pb2.Transcript(
+                    text=text,
+                    is_final=True,
+                    start_offset_ms=start_ms,
+                    end_offset_ms=end_ms,
+                    turn_index=turn_index,
+                )
+            )
+        )
+
+    async def error(self, code: str, message: str, turn_index: int = 0) -> None:
+        await self.emit(
+            Event(
+                error=converse_pb2.Error(
+                    code=ERROR_CODES.get(code, converse_pb2.ERROR_CODE_UNSPECIFIED),
+                    message=message,
+                    turn_index=turn_index,
+                )
+            )
+        )
+
+    async def text_delta(self, turn: Turn, text: str) -> None:
+        await self.emit(
+            Event(agent_text_delta=converse_pb2.AgentTextDelta(turn_index=turn.index, text=text))
+        )
+
+    async def audio(self, turn: Turn, audio: bytes, offset_ms: float) -> None:
+        await self.emit(
+            Event(
+                agent_audio=converse_pb2.AgentAudio(
+                    turn_index=turn.index, audio=audio, offset_ms=round(offset_ms)
+                )
+            )
+        )
+
+    async def interrupted(self, turn: Turn, spoken_text: str) -> None:
+        await self.emit(
+            Event(
+                interrupted=converse_pb2.Interrupted(
+                    turn_index=turn.index,
+                    spoken_text=spoken_text,
+                    audio_sent_ms=round(turn.audio_sent_ms),
+                )
+            )
+        )
+
+    async def turn_completed(self, turn: Turn, agent_text: str) -> None:
+        await self.emit(
+            Event(
+                turn_completed=converse_pb2.TurnCompleted(
+                    turn_index=turn.index,
+                    user_text=turn.user_text,
+                    agent_text=agent_text,
+                    interrupted=turn.interrupted,
+                    latency=converse_pb2.TurnLatency(**turn.latency_ms()),
+                    agent_audio_ms=round(turn.audio_sent_ms),
+                )
+            )
+        )

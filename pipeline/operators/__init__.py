@@ -1,0 +1,1 @@
+"""The stages of a voice session, in data-path order: vad -> stt -> chat -> tts -> output."""

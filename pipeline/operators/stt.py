@@ -1,0 +1,57 @@
+"""STT stage: utterances (and typed text) in, committed user turns out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from pipeline.audio import PIPELINE_RATE
+from pipeline.events import EventSink
+from pipeline.frames import TurnStart, UserSpeech, UserText
+from pipeline.operator import Operator
+from pipeline.providers.base import ProviderError, SpeechToText
+from pipeline.turn import State, Turn, now
+
+OpenTurn = Callable[[str, float], Awaitable[Turn | None]]
+
+
+class SttOperator(Operator[UserSpeech | UserText]):
+    """Transcribes each utterance; `open_turn` (None in transcribe-only mode) commits it."""
+
+    def __init__(
+        self,
+        stt: SpeechToText,
+        events: EventSink,
+        open_turn: OpenTurn | None,
+        downstream: Operator | None,
+    ) -> None:
+        super().__init__(downstream)
+        self.stt, self.events, self.open_turn = stt, events, open_turn
+
+    async def handle(self, item: UserSpeech | UserText) -> None:
+        if isinstance(item, UserText):
+            await self._commit(item.text, item.received_at, None, 0, 0)
+            return
+        try:
+            text = await self.stt.transcribe(item.audio, PIPELINE_RATE)
+        except ProviderError as exc:
+            await self.events.error(exc.code, str(exc))
+            if self.open_turn is not None:
+                await self.events.set_state(State.LISTENING)
+            return
+        await self._commit(text, item.speech_end_at, item, item.start_offset_ms, item.end_offset_ms)
+
+    async def _commit(
+        self, text: str, end_at: float, speech: UserSpeech | None, start_ms: int, end_ms: int
+    ) -> None:
+        if self.open_turn is None:  # transcribe-only: every segment gets its transcript
+            await self.events.transcript(text, start_ms, end_ms, 0)
+            return
+        if not text.strip():
+            return  # a cough or noise: no turn
+        turn = await self.open_turn(text, end_at)
+        if turn is None:
+            return
+        if speech is not None:
+            turn.vad_stop_at, turn.transcript_at = speech.vad_stop_at, now()
+        await self.events.transcript(text, start_ms, end_ms, turn.index)
+        await self.forward(TurnStart(turn))

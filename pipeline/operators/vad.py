@@ -1,0 +1,80 @@
+"""VAD stage: client audio in, speech events and utterances out.
+
+Converts the client's format to 16 kHz mono with a streaming resampler, cuts 32 ms windows,
+asks the shared Silero batcher for each window's speech probability and lets the segmenter
+decide. A speech start is reported at once (it may be a barge-in); a finished utterance goes
+to speech-to-text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler, int16_to_float
+from pipeline.events import EventSink
+from pipeline.frames import UserSpeech
+from pipeline.operator import Operator
+from pipeline.silero import SileroBatcher, VadStream
+from pipeline.turn import now
+from pipeline.vad import WINDOW_BYTES, SpeechEnd, SpeechSegmenter, SpeechStart, VadParams
+
+
+class VadOperator(Operator[bytes]):
+    inbox_size = 64  # ~1.3 s of 20 ms frames before the client is made to wait
+
+    def __init__(
+        self,
+        batcher: SileroBatcher,
+        params: VadParams,
+        input_format: PcmFormat,
+        events: EventSink,
+        on_speech_start: Callable[[], Awaitable[None]],
+        downstream: Operator | None,
+    ) -> None:
+        super().__init__(downstream)
+        self.batcher = batcher
+        self.events = events
+        self.on_speech_start = on_speech_start
+        self.resampler = StreamResampler(input_format, PIPELINE_RATE)
+        self.segmenter = SpeechSegmenter(params)
+        self.stream = VadStream()
+        self._pending = bytearray()
+        self._last_speech_at = now()
+
+    async def handle(self, item: bytes) -> None:
+        await self._windows(self.resampler.process(item))
+
+    async def finish(self) -> None:
+        await self._windows(self.resampler.flush())
+        for end in self.segmenter.finish():
+            await self._speech_end(end)
+
+    async def _windows(self, pcm: bytes) -> None:
+        self._pending.extend(pcm)
+        while len(self._pending) >= WINDOW_BYTES:
+            window = bytes(self._pending[:WINDOW_BYTES])
+            del self._pending[:WINDOW_BYTES]
+            samples = int16_to_float(np.frombuffer(window, dtype="<i2"))
+            probability = await self.batcher.probability(self.stream, samples)
+            for event in self.segmenter.push(window, probability):
+                if isinstance(event, SpeechStart):
+                    await self.events.speech_started(event.offset_ms)
+                    await self.on_speech_start()
+                else:
+                    await self._speech_end(event)
+            if self.segmenter.machine.last_was_speech:
+                self._last_speech_at = now()
+
+    async def _speech_end(self, end: SpeechEnd) -> None:
+        await self.events.speech_stopped(end.start_offset_ms, end.end_offset_ms)
+        await self.forward(
+            UserSpeech(
+                audio=end.audio,
+                start_offset_ms=end.start_offset_ms,
+                end_offset_ms=end.end_offset_ms,
+                speech_end_at=self._last_speech_at,
+                vad_stop_at=now(),
+            )
+        )

@@ -1,0 +1,94 @@
+"""OpenAI (or any OpenAI-compatible server) through the official SDK.
+
+The SDK already retries 408/409/429/5xx and connection errors with exponential backoff and
+honours Retry-After, so these classes only translate its exceptions into `ProviderError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import openai
+
+from pipeline.audio import wav_bytes
+from pipeline.providers.base import ChatMessage, ProviderError
+
+OPENAI_TTS_RATE = 24_000  # response_format="pcm" is 24 kHz 16-bit mono
+
+
+def _error(role: str, exc: Exception) -> ProviderError:
+    if isinstance(exc, openai.APITimeoutError):
+        detail = "timed out"
+    elif isinstance(exc, openai.APIStatusError):
+        detail = f"HTTP {exc.status_code}: {exc.message}"
+    elif isinstance(exc, openai.APIConnectionError):
+        detail = f"connection failed ({exc.__cause__ or exc})"
+    else:
+        detail = str(exc)
+    return ProviderError(f"{role} provider failed: {detail}")
+
+
+class OpenAISpeechToText:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, language: str | None) -> None:
+        self.client, self.model, self.language = client, model, language
+        self.name = f"openai/{model}"
+
+    async def transcribe(self, pcm: bytes, sample_rate: int) -> str:
+        extra = {"language": self.language} if self.language else {}
+        try:
+            result = await self.client.audio.transcriptions.create(
+                model=self.model,
+                file=("speech.wav", wav_bytes(pcm, sample_rate), "audio/wav"),
+                response_format="json",
+                **extra,
+            )
+        except openai.OpenAIError as exc:
+            raise _error("speech-to-text", exc) from exc
+        return result.text.strip()
+
+
+class OpenAIChat:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, max_tokens: int) -> None:
+        self.client, self.model, self.max_tokens = client, model, max_tokens
+        self.name = f"openai/{model}"
+
+    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        try:
+            stream = await self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                stream=True,
+                max_tokens=self.max_tokens,
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+        except openai.OpenAIError as exc:
+            raise _error("chat", exc) from exc
+
+
+class OpenAITextToSpeech:
+    sample_rate = OPENAI_TTS_RATE
+
+    def __init__(self, client: openai.AsyncOpenAI, model: str, voice: str) -> None:
+        self.client, self.model, self.default_voice = client, model, voice
+        self.name = f"openai/{model}"
+
+    async def stream(self, text: str, voice: str | None = None) -> AsyncIterator[bytes]:
+        carry = b""  # HTTP chunks may split a sample; keep byte pairs whole
+        try:
+            async with self.client.audio.speech.with_streaming_response.create(
+                model=self.model,
+                voice=voice or self.default_voice,
+                input=text,
+                response_format="pcm",
+            ) as response:
+                async for data in response.iter_bytes():
+                    data = carry + data
+                    cut = len(data) - len(data) % 2
+                    carry = data[cut:]
+                    if cut:
+                        yield data[:cut]
+        except Exception as exc:  # a cut stream surfaces as the HTTP library's own error
+            raise _error("text-to-speech", exc) from exc

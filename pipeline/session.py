@@ -1,0 +1,135 @@
+"""A live voice session: the stages wired in data-path order, and their lifecycle.
+
+    client audio -> VAD -> STT -> chat -> TTS -> output (paced) -> events to the client
+                               ^ typed text joins here
+
+The session owns one task per stage under a TaskGroup, so closing it (hang-up, client gone,
+shutdown) cancels every stage and whatever each awaits. End of input instead flows through the
+stages as an END marker, so pending speech and replies finish before the event stream closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from pipeline.audio import PcmFormat
+from pipeline.conversation import Conversation
+from pipeline.events import EventSink
+from pipeline.frames import END, UserText
+from pipeline.operator import Operator
+from pipeline.operators.chat import ChatOperator
+from pipeline.operators.output import OutputOperator
+from pipeline.operators.stt import SttOperator
+from pipeline.operators.tts import TtsOperator
+from pipeline.operators.vad import VadOperator
+from pipeline.providers.base import Providers
+from pipeline.silero import SileroBatcher
+from pipeline.turn import State, Turn, now
+from pipeline.vad import VadParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    input_format: PcmFormat | None  # None: text-only session, no VAD stage
+    output_format: PcmFormat
+    voice: str | None = None
+    vad: VadParams = VadParams()
+    output_lead_ms: float = 300.0
+
+
+class VoiceSession:
+    def __init__(
+        self,
+        session_id: str,
+        providers: Providers,
+        batcher: SileroBatcher,
+        conversation: Conversation,
+        options: SessionOptions,
+    ) -> None:
+        self.id = session_id
+        self.conversation = conversation
+        self.events = EventSink()
+        out = options.output_format
+        self.output = OutputOperator(
+            conversation, self.events, out.sample_rate, options.output_lead_ms
+        )
+        self.tts = TtsOperator(providers.tts, options.voice, out, self.events, self.output)
+        self.chat = ChatOperator(providers.chat, conversation, self.events, self.tts)
+        self.stt = SttOperator(providers.stt, self.events, self._open_turn, self.chat)
+        self.vad = (
+            VadOperator(
+                batcher, options.vad, options.input_format, self.events,
+                self._on_speech_start, self.stt,
+            )
+            if options.input_format is not None
+            else None
+        )  # fmt: skip
+        self.stages: list[Operator] = [
+            s for s in (self.vad, self.stt, self.chat, self.tts, self.output) if s is not None
+        ]
+        self._supervisor: asyncio.Task[None] | None = None
+        self._input_ended = False
+        self.end_reason = ""
+
+    def start(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"session:{self.id}")
+
+    async def _supervise(self) -> None:
+        try:
+            await self.events.set_state(State.LISTENING)
+            async with asyncio.TaskGroup() as group:
+                for stage in self.stages:
+                    group.create_task(stage.run(), name=f"{stage.name}:{self.id}")
+        finally:
+            self.events.end(State.ENDED)
+
+    async def push_audio(self, pcm: bytes) -> None:
+        if self.vad is None:
+            raise RuntimeError("session has no audio input format")
+        await self.vad.put(pcm)
+
+    async def push_text(self, text: str) -> None:
+        await self.interrupt()  # typing while the agent talks is a barge-in too
+        await self.stt.put(UserText(text, now()))
+
+    async def interrupt(self) -> None:
+        """Barge-in: stop the live turn everywhere and keep only what was heard."""
+        turn = self.conversation.live
+        if turn is None or turn.closed:
+            return
+        turn.interrupted = True
+        for stage in (self.chat, self.tts, self.output):
+            stage.cancel_turn(turn)
+        await self.output.complete(turn)
+
+    async def end_input(self) -> None:
+        """No more input: finish pending speech and replies, then end the event stream."""
+        if not self._input_ended:
+            self._input_ended = True
+            await self.stages[0].put(END)
+
+    async def close(self, reason: str = "closed") -> None:
+        """Stop now (hang-up, client gone, shutdown): every stage is cancelled."""
+        self.end_reason = self.end_reason or reason
+        if self._supervisor is not None and not self._supervisor.done():
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        turn = self.conversation.live
+        if turn is not None and not turn.closed:
+            turn.interrupted = True
+            self.conversation.close_turn(turn)
+
+    async def wait_closed(self) -> None:
+        if self._supervisor is not None:
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+
+    async def _on_speech_start(self) -> None:
+        await self.interrupt()
+
+    async def _open_turn(self, text: str, speech_end_at: float) -> Turn:
+        await self.interrupt()
+        return self.conversation.open_turn(text, speech_end_at)

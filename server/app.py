@@ -1,0 +1,80 @@
+"""The server process: one asyncio loop serving gRPC (with health and reflection).
+
+`VoiceServer` is what `python -m server` runs and what tests start on a loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from voiceagent.v1 import voice_agent_service_pb2 as pb
+from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
+
+from pipeline.providers.base import Providers
+from pipeline.silero import SileroBatcher
+from server.config import Settings
+from server.providers import build_providers
+from server.service import VoiceAgentService
+from server.sessions import LiveSessions, MemorySessionStore
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VoiceAgentService"].full_name
+# Over the 64 KiB chunk limit, so an oversized chunk reaches the service and gets a clear
+# OUT_OF_RANGE instead of a transport error.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class VoiceServer:
+    def __init__(self, settings: Settings, providers: Providers | None = None) -> None:
+        self.settings = settings
+        self.providers = providers or build_providers(settings)
+        self.batcher = SileroBatcher()
+        self.store = MemorySessionStore()
+        self.live = LiveSessions(settings.max_sessions)
+        self.health = health.aio.HealthServicer()
+        self.grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self.service = VoiceAgentService(
+            settings, self.providers, self.batcher, self.store, self.live
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        pb_grpc.add_VoiceAgentServiceServicer_to_server(self.service, self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
+        )
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        self.port = self.grpc.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind gRPC to {address}")
+        await self.grpc.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("gRPC serving %s on port %d (providers: stt=%s chat=%s tts=%s)",
+                 SERVICE_NAME, self.port, self.providers.stt.name,
+                 self.providers.chat.name, self.providers.tts.name)  # fmt: skip
+        return self.port
+
+    async def stop(self) -> None:
+        """Graceful: refuse new work, let live turns finish for the grace period, then cut."""
+        await self.health.enter_graceful_shutdown()
+        grace = self.settings.shutdown_grace_s
+        for session in self.live.sessions():
+            session.end_reason = "shutdown"
+            await session.end_input()
+        try:
+            await asyncio.wait_for(self.live.wait_empty(), grace)
+        except TimeoutError:
+            log.warning("%d session(s) still live after %.1fs; cutting them", len(self.live), grace)
+        await self.grpc.stop(grace=1.0)
+        await self.batcher.aclose()

@@ -1,0 +1,123 @@
+"""voiceagent.v1.VoiceAgentService: Converse, Transcribe and Synthesize."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from voiceagent.v1 import voice_agent_service_pb2 as pb
+from voiceagent.v1.converse_pb2 import ConverseRequest, ConverseResponse
+from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
+
+from pipeline.audio import PcmFormat, Rechunker, StreamResampler
+from pipeline.providers.base import ProviderError, Providers
+from pipeline.silero import SileroBatcher
+from pipeline.text import clean_for_speech
+from pipeline.transcription import TranscriptionSession
+from server import validation as check
+from server.config import Settings
+from server.converse import ConverseHandler
+from server.sessions import LiveSessions, MemorySessionStore
+from server.validation import InvalidRequest
+
+SYNTH_CHUNK_MS = 100
+PROVIDER_STATUS = {
+    "provider_not_configured": grpc.StatusCode.FAILED_PRECONDITION,
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Providers,
+        batcher: SileroBatcher,
+        store: MemorySessionStore,
+        live: LiveSessions,
+    ) -> None:
+        self.settings, self.providers, self.batcher = settings, providers, batcher
+        self.converse = ConverseHandler(settings, providers, batcher, store, live)
+
+    async def Converse(
+        self, requests: AsyncIterator[ConverseRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ConverseResponse]:
+        async for event in self.converse(requests, context):
+            yield event
+
+    async def Transcribe(
+        self, requests: AsyncIterator[pb.TranscribeRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.TranscribeResponse]:
+        try:
+            first = await anext(requests)
+            if first.WhichOneof("request") != "config":
+                raise InvalidRequest("the first TranscribeRequest must carry `config`")
+            fmt = check.input_format(first.config.input_format, "config.input_format")
+            vad = check.vad_params(first.config.vad, self.settings)
+        except StopAsyncIteration:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "empty stream: send a config first"
+            )
+        except InvalidRequest as exc:
+            await context.abort(exc.code, str(exc))
+        session = TranscriptionSession(self.providers.stt, self.batcher, fmt, vad)
+        failure: list[InvalidRequest] = []
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    if request.WhichOneof("request") != "audio":
+                        raise InvalidRequest(
+                            "after the config, TranscribeRequest carries only audio"
+                        )
+                    await session.push_audio(check.audio_chunk(request.audio, fmt))
+                await session.end_input()
+            except InvalidRequest as exc:
+                failure.append(exc)
+                await session.close()
+
+        session.start()
+        reader = asyncio.create_task(read())
+        try:
+            while (event := await session.events.queue.get()) is not None:
+                kind = event.WhichOneof("event")
+                if kind in ("speech_started", "speech_stopped", "transcript", "error"):
+                    response = pb.TranscribeResponse()
+                    getattr(response, kind).CopyFrom(getattr(event, kind))
+                    yield response
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await session.close()
+        if failure:
+            await context.abort(failure[0].code, str(failure[0]))
+
+    async def Synthesize(
+        self, request: pb.SynthesizeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SynthesizeResponse]:
+        tts = self.providers.tts
+        try:
+            check.bounded_text(request.text, "text", check.MAX_TEXT_CHARS, required=True)
+            check.bounded_text(request.voice, "voice", check.MAX_NAME_CHARS)
+            out = check.output_format(request.output_format, "output_format")
+            text = clean_for_speech(request.text)
+            if not text:
+                raise InvalidRequest("text has nothing speakable (only emoji, symbols or markup)")
+        except InvalidRequest as exc:
+            await context.abort(exc.code, str(exc))
+        resampler = StreamResampler(PcmFormat(tts.sample_rate), out.sample_rate)
+        chunker = Rechunker(out.bytes_for_ms(SYNTH_CHUNK_MS))
+        sent = 0
+        try:
+            async for pcm in tts.stream(text, request.voice or None):
+                for chunk in chunker.push(resampler.process(pcm)):
+                    yield pb.SynthesizeResponse(audio=chunk, offset_ms=round(out.duration_ms(sent)))
+                    sent += len(chunk)
+        except ProviderError as exc:
+            await context.abort(
+                PROVIDER_STATUS.get(exc.code, grpc.StatusCode.UNAVAILABLE), str(exc)
+            )
+        rest = b"".join(chunker.push(resampler.flush())) + chunker.flush()
+        if rest:
+            yield pb.SynthesizeResponse(audio=rest, offset_ms=round(out.duration_ms(sent)))
