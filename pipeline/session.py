@@ -115,7 +115,9 @@ class VoiceSession:
     async def close(self, reason: str = "closed") -> None:
         """Stop now (hang-up, client gone, shutdown): every stage is cancelled."""
         self.end_reason = self.end_reason or reason
-        if self._supervisor is not None and not self._supervisor.done():
+        if self._supervisor is None:
+            self.events.end(State.ENDED)
+        elif not self._supervisor.done():
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
         turn = self.conversation.live

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 _ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no",
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e",
     "approx", "dept", "est", "inc", "ltd", "co", "mt", "ft", "u.s", "a.m", "p.m",
 }  # fmt: skip
 # End of a sentence: terminal punctuation (plus closing quotes/brackets), then whitespace.

@@ -86,10 +86,10 @@ class ConverseHandler:
                 f"the server is at its limit of {self.live.limit} live sessions; retry later",
             )
         failure: list[InvalidRequest] = []
+        session.start()
         reader = asyncio.create_task(self._read(requests, session, options, failure))
         try:
             yield Response(session_started=self._started(record, options, resumed))
-            session.start()
             while (event := await session.events.queue.get()) is not None:
                 yield event
         finally:
