@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 from voiceagent.v1 import voice_agent_service_pb2 as pb
-from voiceagent.v1.converse_pb2 import ConverseRequest, ConverseResponse
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
+from voiceagent.v1.converse_pb2 import ConverseRequest, ConverseResponse
 
 from pipeline.audio import PcmFormat, Rechunker, StreamResampler
 from pipeline.providers.base import ProviderError, Providers

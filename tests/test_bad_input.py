@@ -40,11 +40,21 @@ CASES = [
     ("odd PCM", [config(), Request(audio=b"\0" * 321)], "INVALID_ARGUMENT", "whole number"),
     ("stereo half", [config(channels=2), Request(audio=b"\0" * 6)], "INVALID_ARGUMENT", "4 bytes"),
     ("big chunk", [config(), Request(audio=b"\0" * 70_000)], "OUT_OF_RANGE", "65536-byte limit"),
-    ("audio, text-only", [config(None), Request(audio=b"\0\0")], "INVALID_ARGUMENT", "input_format"),
+    (
+        "audio, text-only",
+        [config(None), Request(audio=b"\0\0")],
+        "INVALID_ARGUMENT",
+        "input_format",
+    ),
     ("long text", [config(), text("x" * 4001)], "OUT_OF_RANGE", "limit is 4000"),
     ("empty text", [config(), text("   ")], "INVALID_ARGUMENT", "text is empty"),
     ("second config", [config(), config()], "INVALID_ARGUMENT", "only be sent once"),
-    ("no action", [config(), Request(control=converse_pb2.Control())], "INVALID_ARGUMENT", "action"),
+    (
+        "no action",
+        [config(), Request(control=converse_pb2.Control())],
+        "INVALID_ARGUMENT",
+        "action",
+    ),
     ("empty request", [config(), Request()], "INVALID_ARGUMENT", "empty ConverseRequest"),
     ("bad id", [config(session_id="abc")], "INVALID_ARGUMENT", "not a UUID"),
     ("unknown id", [config(session_id=str(uuid.uuid4()))], "NOT_FOUND", "not found"),
@@ -95,8 +105,9 @@ async def test_client_vanishing_mid_reply_cleans_up(agent, fake_openai):
     await other.rest()
     await asyncio.wait_for(agent.server.live.wait_empty(), 5)
     leftovers = [
-        t for t in asyncio.all_tasks() if t.get_name().split(":")[0].endswith("Operator")
-        or t.get_name().startswith("session:")
+        t
+        for t in asyncio.all_tasks()
+        if t.get_name().split(":")[0].endswith("Operator") or t.get_name().startswith("session:")
     ]
     assert not [t for t in leftovers if not t.done()]
 

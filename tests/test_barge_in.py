@@ -68,7 +68,9 @@ async def test_interrupt_control_stops_reply(agent, fake_openai):
     assert state.state_changed.state == converse_pb2.CONVERSATION_STATE_LISTENING
     convo.send(text("Hello"))
     nxt = await convo.until("turn_completed")
-    assert nxt.turn_completed.agent_text == "You said: Hello." and not nxt.turn_completed.interrupted
+    assert (
+        nxt.turn_completed.agent_text == "You said: Hello." and not nxt.turn_completed.interrupted
+    )
     convo.close_input()
     await convo.rest()
 

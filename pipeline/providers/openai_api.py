@@ -20,7 +20,8 @@ def _error(role: str, exc: Exception) -> ProviderError:
     if isinstance(exc, openai.APITimeoutError):
         detail = "timed out"
     elif isinstance(exc, openai.APIStatusError):
-        detail = f"HTTP {exc.status_code}: {exc.message}"
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = f"HTTP {exc.status_code}: {body.get('message') or exc.message}"
     elif isinstance(exc, openai.APIConnectionError):
         detail = f"connection failed ({exc.__cause__ or exc})"
     else:

@@ -30,8 +30,10 @@ TTS_RATE = 24_000
 CREATED = 1_700_000_000  # fixed timestamp keeps responses byte-for-byte deterministic
 # A handler answers with a whole response, or (content type, body chunks, delay between chunks).
 Reply = web.Response | tuple[str, list[bytes], float]
-_ERROR_KINDS = {401: ("invalid_request_error", "invalid_api_key"),  # (type, code) as OpenAI sends
-                429: ("requests", "rate_limit_exceeded")}
+_ERROR_KINDS = {
+    401: ("invalid_request_error", "invalid_api_key"),  # (type, code) as OpenAI sends
+    429: ("requests", "rate_limit_exceeded"),
+}
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,9 @@ class FakeOpenAI:
         self.requests: list[Recorded] = []
         self.calls: collections.Counter[str] = collections.Counter()
         self.models_seen = {"gpt-4o-mini", "gpt-4o-mini-transcribe", "gpt-4o-mini-tts"}
-        self._faults: dict[str, collections.deque[Fault]] = {e: collections.deque()
-                                                             for e in ENDPOINTS}
+        self._faults: dict[str, collections.deque[Fault]] = {
+            e: collections.deque() for e in ENDPOINTS
+        }
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.port = 0
@@ -300,10 +303,16 @@ class FakeOpenAI:
             return web.Response(text=text, content_type="text/plain")
         if fmt == "verbose_json":
             duration = audio.duration_s or 0.0
-            return web.json_response({
-                "task": "transcribe", "language": "en", "duration": duration, "text": text,
-                "segments": [], "usage": {"type": "duration", "seconds": duration},
-            })
+            return web.json_response(
+                {
+                    "task": "transcribe",
+                    "language": "en",
+                    "duration": duration,
+                    "text": text,
+                    "segments": [],
+                    "usage": {"type": "duration", "seconds": duration},
+                }
+            )
         return openai_error(400, f"Unsupported response_format {fmt!r} in the fake.")
 
     def _chat(self, body: dict, audio: AudioInfo | None) -> Reply:
@@ -316,8 +325,11 @@ class FakeOpenAI:
         model, cid = body.get("model", "gpt-4o-mini"), f"chatcmpl-fake{self.calls['chat']}"
         pieces = re.findall(r"\S+\s*", reply)
         n_in = sum(len(_text_of(m.get("content")).split()) for m in messages)
-        usage = {"prompt_tokens": n_in, "completion_tokens": len(pieces),
-                 "total_tokens": n_in + len(pieces)}
+        usage = {
+            "prompt_tokens": n_in,
+            "completion_tokens": len(pieces),
+            "total_tokens": n_in + len(pieces),
+        }
         head = {"id": cid, "created": CREATED, "model": model}
         if not body.get("stream"):
             message = {"role": "assistant", "content": reply, "refusal": None}
@@ -328,8 +340,11 @@ class FakeOpenAI:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def sse(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> bytes:
-            choices = [] if delta is None else [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            choices = (
+                []
+                if delta is None
+                else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            )
             obj = {**head, "object": "chat.completion.chunk", "choices": choices}
             if include_usage:  # OpenAI then sends "usage": null on all but the last chunk
                 obj["usage"] = usage
@@ -356,6 +371,8 @@ class FakeOpenAI:
         return f"audio/{fmt}", chunks, self.tts_chunk_delay
 
     def _models(self, body: dict, audio: AudioInfo | None) -> Reply:
-        data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "fake"}
-                for m in sorted(self.models_seen)]
+        data = [
+            {"id": m, "object": "model", "created": CREATED, "owned_by": "fake"}
+            for m in sorted(self.models_seen)
+        ]
         return web.json_response({"object": "list", "data": data})

@@ -1,0 +1,83 @@
+"""Benchmark settings (full and smoke) and the context handed to every scenario."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    repeat: int = 3  # runs per figure; each figure is the median over them
+    smoke: bool = False
+    # 1. pipeline overhead
+    paced_frames: int = 200  # per chain and run, 20 ms apart
+    warmup_frames: int = 20  # not counted
+    flood_frames: int = 20_000  # max-throughput push, after a warm-up of a tenth of it
+    # 2. transport floor
+    transport_streams: int = 4
+    transport_frames: int = 2_000  # per stream, pushed as fast as flow control allows
+    # 3./4. live sessions (real-time streams against `python -m server`)
+    sessions: tuple[int, ...] = (50, 100, 200, 400)
+    v2v_sessions: tuple[int, ...] = (1, 100)
+    utterance: str = "What is the weather like today?"
+    cycle_s: float = 4.0  # each stream speaks the utterance once per cycle
+    measure_cycles: float = 2.0  # measured window, after one cycle of warm-up
+    min_measured_turns: int = 4  # a lone stream measures longer, to have a few turns
+    grace_s: float = 1.5  # streams keep going after the window so its last turns complete
+    streams_per_loadgen: int = 100
+    stt_latency_s: float = 0.05
+    chat_latency_s: float = 0.05
+    tts_latency_s: float = 0.05
+    tts_ms_per_char: float = 20.0
+    vad_start_ms: int = 200
+    vad_stop_ms: int = 400
+    output_lead_ms: int = 300
+    # 5. barge-in
+    barge_streams: int = 10
+    barge_delay_s: float = 0.3  # user starts talking this long after the agent's first audio
+    barge_tts_ms_per_char: float = 150.0  # replies of a few seconds, so there is audio to cut
+    barge_measure_s: float = 8.0
+    results_dir: Path = ROOT / "bench" / "results"
+
+    @property
+    def provider_latency_s(self) -> float:
+        return self.stt_latency_s + self.chat_latency_s + self.tts_latency_s
+
+    @classmethod
+    def for_smoke(cls, **overrides: Any) -> BenchConfig:
+        """Tiny and quick: proves every figure is produced, says nothing about speed."""
+        base = cls(
+            repeat=1,
+            smoke=True,
+            paced_frames=20,
+            warmup_frames=5,
+            flood_frames=2_000,
+            transport_streams=2,
+            transport_frames=200,
+            sessions=(2,),
+            v2v_sessions=(2,),
+            utterance="What time is it?",
+            cycle_s=3.0,
+            measure_cycles=1.0,
+            min_measured_turns=1,
+            barge_streams=2,
+            barge_measure_s=4.0,
+        )
+        return replace(base, **overrides)
+
+
+@dataclass
+class Context:
+    config: BenchConfig
+    cache: dict[Any, Any] = field(default_factory=dict)  # runs shared between scenarios
+    started: float = field(default_factory=time.perf_counter)
+
+    def log(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"[bench {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)

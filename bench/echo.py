@@ -1,0 +1,104 @@
+"""Transport floor: a raw grpc.aio bidirectional echo, no proto, no pipeline.
+
+`python -m bench.echo` serves `/bench.Echo/Echo` with a generic handler (bytes in, the same
+bytes out) on the same kind of grpc.aio server as VoiceServer, prints `PORT <n>`, and exits
+when stdin closes. The client functions measure it the way the Converse figures are measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+METHOD = "/bench.Echo/Echo"
+FRAME = bytes(640)
+
+
+async def _echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext):
+    async for frame in requests:
+        yield frame
+
+
+async def serve() -> None:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    handler = grpc.stream_stream_rpc_method_handler(_echo)  # no (de)serializers: raw bytes
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def stdin_eof() -> None:  # daemon thread: a blocked read must not hold up exit
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdin.buffer.read()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=stdin_eof, daemon=True).start()
+    print(f"PORT {port}", flush=True)
+    await stop.wait()
+    await server.stop(0.5)
+
+
+def _call(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamCall:
+    return channel.stream_stream(METHOD)()
+
+
+async def paced_rtt(target: str, frames: int, warmup: int) -> list[float]:
+    """Round trip (us) of one stream's frames, frame i sent at t0 + i * 20 ms."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = _call(channel)
+        out: list[float] = []
+        t0 = time.perf_counter() + 0.05
+        for i in range(warmup + frames):
+            delay = t0 + i * 0.020 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            await call.write(FRAME)
+            await asyncio.wait_for(call.read(), 5.0)
+            if i >= warmup:
+                out.append((time.perf_counter() - sent) * 1e6)
+        await call.done_writing()
+        call.cancel()
+        return out
+
+
+async def flood(target: str, streams: int, frames: int) -> float:
+    """Seconds to push `frames` frames on each of `streams` streams and read every echo."""
+
+    async def one(channel: grpc.aio.Channel) -> None:
+        call = _call(channel)
+
+        async def write() -> None:
+            for _ in range(frames):
+                await call.write(FRAME)
+            await call.done_writing()
+
+        writer = asyncio.create_task(write())
+        try:
+            for _ in range(frames):
+                await call.read()
+            await writer
+        finally:
+            writer.cancel()
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        start = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(one(channel) for _ in range(streams))), 120.0)
+        return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

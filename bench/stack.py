@@ -1,0 +1,74 @@
+"""The system under test, started as `make run` starts it: `python -m server` with env vars,
+its OpenAI base URL pointing at a FakeOpenAI in a process of its own (`python -m tests.fakes`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bench.context import BenchConfig
+from bench.procs import Child, child, free_port, wait_healthy
+
+
+@dataclass(frozen=True)
+class FakeSettings:
+    stt_latency_s: float = 0.0
+    chat_latency_s: float = 0.0
+    tts_latency_s: float = 0.0
+    tts_ms_per_char: float = 20.0
+
+    @classmethod
+    def of(cls, cfg: BenchConfig, tts_ms_per_char: float | None = None) -> FakeSettings:
+        return cls(
+            cfg.stt_latency_s,
+            cfg.chat_latency_s,
+            cfg.tts_latency_s,
+            cfg.tts_ms_per_char if tts_ms_per_char is None else tts_ms_per_char,
+        )
+
+    @property
+    def total_s(self) -> float:
+        return self.stt_latency_s + self.chat_latency_s + self.tts_latency_s
+
+    def args(self) -> list[str]:
+        return [
+            f"--stt-latency={self.stt_latency_s}",
+            f"--chat-latency={self.chat_latency_s}",
+            f"--tts-latency={self.tts_latency_s}",
+            f"--tts-ms-per-char={self.tts_ms_per_char}",
+        ]
+
+
+@dataclass
+class Stack:
+    server: Child
+    fake: Child
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def voice_stack(cfg: BenchConfig, fake: FakeSettings) -> Iterator[Stack]:
+    """FakeOpenAI + voice server; both killed on exit (server first: it holds the streams)."""
+    with child("fake-openai", "tests.fakes", fake.args()) as fake_proc:
+        fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
+        port = free_port()
+        env = {
+            "GRPC_HOST": "127.0.0.1",
+            "GRPC_PORT": str(port),
+            "OPENAI_API_KEY": "bench-key",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            "VAD_START_MS": str(cfg.vad_start_ms),
+            "VAD_STOP_MS": str(cfg.vad_stop_ms),
+            "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
+            "MAX_SESSIONS": "10000",
+            "SHUTDOWN_GRACE_S": "1",
+        }
+        with child("server", "server", [], env) as server:
+            wait_healthy(server, port)
+            yield Stack(server, fake_proc, port)
