@@ -68,7 +68,7 @@ async def test_twenty_sessions_at_once_stay_independent(agent, fake_openai):
         await convo.until("speech_stopped")
         await convo.until("turn_completed")
         convo.send(text(f"Question number {i}"))
-        done = await convo.until("turn_completed", lambda t: t.turn_index == 2)
+        await convo.until("turn_completed", lambda t: t.turn_index == 2)
         convo.close_input()
         await convo.rest()
         turns = [t.agent_text for t in convo.of("turn_completed")]
