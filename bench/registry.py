@@ -9,9 +9,8 @@ the median over runs of a value, or of each run's p50 and p99 for a latency. Lat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench.stats import NAN, finite, median, percentile
@@ -65,13 +64,6 @@ class Figure:
 
     def numbers(self) -> list[float | None]:
         return [self.p50, self.p99] if self.value is None else [self.value]
-
-    def as_dict(self) -> dict:
-        out = asdict(self)
-        for k in ("value", "p50", "p99"):  # JSON has no NaN: missing data is null
-            if out[k] is not None and not math.isfinite(out[k]):
-                out[k] = None
-        return out
 
 
 def make_figure(scenario: str, key: str, spec: Spec, runs: list[dict]) -> Figure:

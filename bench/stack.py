@@ -5,6 +5,7 @@ its OpenAI base URL pointing at a FakeOpenAI in a process of its own (`python -m
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -69,6 +70,11 @@ def voice_stack(cfg: BenchConfig, fake: FakeSettings) -> Iterator[Stack]:
             "MAX_SESSIONS": "10000",
             "SHUTDOWN_GRACE_S": "1",
         }
-        with child("server", "server", [], env) as server:
+        module, args = "server", []
+        if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit
+            cfg.profile_dir.mkdir(parents=True, exist_ok=True)
+            prof = cfg.profile_dir / f"server-{time.strftime('%H%M%S')}-{port}.prof"
+            module, args = "cProfile", ["-o", str(prof), "-m", "server"]
+        with child("server", module, args, env) as server:
             wait_healthy(server, port)
             yield Stack(server, fake_proc, port)

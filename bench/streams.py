@@ -48,7 +48,9 @@ class VadTiming:
         return self._frame_of_window_end(self._window(offset_ms) + windows_for(self.start_ms) - 1)
 
     def stop_trigger(self, end_offset_ms: int) -> int:
-        return self._frame_of_window_end(self._window(end_offset_ms) + windows_for(self.stop_ms) - 1)
+        return self._frame_of_window_end(
+            self._window(end_offset_ms) + windows_for(self.stop_ms) - 1
+        )
 
     def last_speech(self, end_offset_ms: int) -> int:
         return self._frame_of_window_end(self._window(end_offset_ms) - 1)

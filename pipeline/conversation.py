@@ -7,6 +7,8 @@ interrupted reply is stored as its spoken prefix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline.providers.base import ChatMessage
 from pipeline.turn import Turn
 
@@ -28,6 +30,8 @@ class Conversation:
         self.next_turn_index = next_turn_index
         self.live: Turn | None = None
         self.completed: list[Turn] = []
+        # Told of every closed turn and what was heard of it (persistence hooks in here).
+        self.on_turn_closed: Callable[[Turn, str], None] | None = None
 
     def open_turn(self, user_text: str, speech_end_at: float) -> Turn:
         """Commit a user input as a new turn; the caller has closed any live turn first."""
@@ -50,4 +54,6 @@ class Conversation:
         if self.live is turn:
             self.live = None
         self.completed.append(turn)
+        if self.on_turn_closed is not None:
+            self.on_turn_closed(turn, said)
         return said

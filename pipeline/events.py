@@ -7,6 +7,7 @@ messages as they are, and the HTTP/WebSocket and WebRTC edges render the same me
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from voiceagent.v1 import audio_pb2, converse_pb2
 
@@ -28,6 +29,7 @@ class EventSink:
     def __init__(self, maxsize: int = 512) -> None:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.state = State.STARTED
+        self.on_state: Callable[[State], None] | None = None  # persistence hooks in here
 
     async def emit(self, event: Event) -> None:
         await self.queue.put(event)
@@ -43,6 +45,8 @@ class EventSink:
     async def set_state(self, state: State) -> None:
         if state != self.state:
             self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
             await self.emit(Event(state_changed=converse_pb2.StateChanged(state=int(state))))
 
     async def speech_started(self, offset_ms: int) -> None:

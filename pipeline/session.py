@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from pipeline.audio import PcmFormat
 from pipeline.conversation import Conversation
@@ -32,6 +33,14 @@ from pipeline.vad import VadParams
 log = logging.getLogger(__name__)
 
 
+class Recorder(Protocol):
+    """Where a session's history goes as it happens; must not block (write-behind)."""
+
+    def turn_closed(self, turn: Turn, spoken: str) -> None: ...
+
+    def state_changed(self, state: State) -> None: ...
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     input_format: PcmFormat | None  # None: text-only session, no VAD stage
@@ -49,10 +58,14 @@ class VoiceSession:
         batcher: SileroBatcher,
         conversation: Conversation,
         options: SessionOptions,
+        recorder: Recorder | None = None,
     ) -> None:
         self.id = session_id
         self.conversation = conversation
         self.events = EventSink()
+        if recorder is not None:
+            conversation.on_turn_closed = recorder.turn_closed
+            self.events.on_state = recorder.state_changed
         out = options.output_format
         self.output = OutputOperator(
             conversation, self.events, out.sample_rate, options.output_lead_ms

@@ -20,6 +20,7 @@ class State(enum.IntEnum):
     THINKING = 3
     SPEAKING = 4
     ENDED = 5
+    DISCONNECTED = 6
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Turn:
     index: int
     user_text: str
     speech_end_at: float  # last speech window received (or text received)
+    start_offset_ms: int | None = None  # of the user's speech in the input stream
+    end_offset_ms: int | None = None
     vad_stop_at: float | None = None
     transcript_at: float | None = None
     llm_request_at: float | None = None

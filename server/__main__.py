@@ -8,6 +8,7 @@ import signal
 
 from server.app import VoiceServer
 from server.config import Settings
+from server.persistence.database import DatabaseUnavailable
 
 
 async def main() -> None:
@@ -17,7 +18,11 @@ async def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     server = VoiceServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except DatabaseUnavailable as exc:
+        logging.getLogger("server").error("%s", exc)
+        raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,18 +11,23 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from voiceagent.v1 import sessions_pb2, sessions_pb2_grpc
 from voiceagent.v1 import voice_agent_service_pb2 as pb
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 
 from pipeline.providers.base import Providers
 from pipeline.silero import SileroBatcher
 from server.config import Settings
+from server.persistence.database import Database
+from server.persistence.writer import WriteBehindWriter
 from server.providers import build_providers
 from server.service import VoiceAgentService
-from server.sessions import LiveSessions, MemorySessionStore
+from server.session_service import SessionService
+from server.sessions import LiveSessions, SessionStore
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VoiceAgentService"].full_name
+SESSION_SERVICE_NAME = sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 # Over the 64 KiB chunk limit, so an oversized chunk reaches the service and gets a clear
 # OUT_OF_RANGE instead of a transport error.
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -33,7 +38,6 @@ class VoiceServer:
         self.settings = settings
         self.providers = providers or build_providers(settings)
         self.batcher = SileroBatcher()
-        self.store = MemorySessionStore()
         self.live = LiveSessions(settings.max_sessions)
         self.health = health.aio.HealthServicer()
         self.grpc = grpc.aio.server(
@@ -42,23 +46,34 @@ class VoiceServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self.service = VoiceAgentService(
-            settings, self.providers, self.batcher, self.store, self.live
-        )
+        self.db: Database | None = None
+        self.writer: WriteBehindWriter | None = None
+        self.store: SessionStore | None = None
         self.port = 0
 
     async def start(self) -> int:
-        pb_grpc.add_VoiceAgentServiceServicer_to_server(self.service, self.grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
+        """Open the database (raises DatabaseUnavailable), then serve."""
+        settings = self.settings
+        self.db = await Database.open(
+            settings.database_url, settings.data_dir, settings.db_pool_size
         )
-        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        self.writer = WriteBehindWriter(self.db.pool, settings.db_writer_max_pending)
+        self.writer.start()
+        self.store = SessionStore(self.db, self.writer)
+        service = VoiceAgentService(settings, self.providers, self.batcher, self.store, self.live)
+        pb_grpc.add_VoiceAgentServiceServicer_to_server(service, self.grpc)
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
+            SessionService(self.store, self.live), self.grpc
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        names = (SERVICE_NAME, SESSION_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self.grpc)
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
         self.port = self.grpc.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot bind gRPC to {address}")
         await self.grpc.start()
-        for name in ("", SERVICE_NAME):
+        for name in ("", SERVICE_NAME, SESSION_SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC serving %s on port %d (providers: stt=%s chat=%s tts=%s)",
                  SERVICE_NAME, self.port, self.providers.stt.name,
@@ -66,7 +81,8 @@ class VoiceServer:
         return self.port
 
     async def stop(self) -> None:
-        """Graceful: refuse new work, let live turns finish for the grace period, then cut."""
+        """Graceful: refuse new work, let live turns finish for the grace period, then cut;
+        flush the database writer last, so every turn of every session is stored."""
         await self.health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace_s
         for session in self.live.sessions():
@@ -78,3 +94,7 @@ class VoiceServer:
             log.warning("%d session(s) still live after %.1fs; cutting them", len(self.live), grace)
         await self.grpc.stop(grace=1.0)
         await self.batcher.aclose()
+        if self.writer is not None:
+            await self.writer.close()
+        if self.db is not None:
+            await self.db.close()

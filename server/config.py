@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +28,40 @@ class Settings(BaseSettings):
     chat_max_tokens: int = Field(300, ge=1)
     tts_model: str = "tts-1"
     tts_voice: str = "alloy"
+
+    # Which provider serves each role: "local" (offline models from PyPI packages, on CPU) or
+    # "openai" (OPENAI_API_KEY, OPENAI_BASE_URL). Unset: "openai" with a key, else "local".
+    stt_provider: Literal["local", "openai"] | None = Field(
+        None, description="STT_PROVIDER=local|openai; unset follows OPENAI_API_KEY."
+    )
+    chat_provider: Literal["local", "openai"] | None = Field(
+        None, description="CHAT_PROVIDER=local|openai; unset follows OPENAI_API_KEY."
+    )
+    tts_provider: Literal["local", "openai"] | None = Field(
+        None, description="TTS_PROVIDER=local|openai; unset follows OPENAI_API_KEY."
+    )
+    local_queue_timeout_s: float = Field(
+        10.0, gt=0, description="A local request waiting longer for a worker is refused (busy)."
+    )
+    local_threads: int = Field(0, ge=0, le=256, description="CPU threads per model; 0 = all cores.")
+    local_stt_model_path: str | None = Field(
+        None, description="A CTranslate2 Whisper model directory instead of the bundled tiny.en."
+    )
+    local_chat_model_path: str | None = Field(
+        None, description="A GGUF chat model instead of the bundled SmolLM2-135M-Instruct."
+    )
+    local_chat_max_tokens: int = Field(120, ge=1, le=4096)
+    local_chat_context_tokens: int = Field(2048, ge=256, le=32768)
+    local_chat_temperature: float = Field(0.2, ge=0, le=2)
+    local_tts_voice: str = Field("en-us", description="eSpeak NG voice, e.g. en-us, en-gb+f3.")
+    local_tts_rate_wpm: int = Field(175, ge=80, le=450, description="eSpeak speaking rate.")
+
+    database_url: str | None = Field(
+        None, description="Postgres URL; unset = embedded Postgres under DATA_DIR."
+    )
+    data_dir: Path = Field(Path("var"), description="Where the embedded Postgres keeps its data.")
+    db_pool_size: int = Field(10, ge=1, le=100)
+    db_writer_max_pending: int = Field(100_000, ge=100)
 
     instructions: str = DEFAULT_INSTRUCTIONS
     vad_threshold: float = Field(0.5, gt=0, lt=1)

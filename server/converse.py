@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import grpc
 from voiceagent.v1 import converse_pb2
@@ -22,11 +21,12 @@ from pipeline.session import SessionOptions, VoiceSession
 from pipeline.silero import SileroBatcher
 from server import validation as check
 from server.config import Settings
+from server.persistence.writer import TRANSIENT as DB_DOWN
 from server.sessions import (
     LiveSessions,
-    MemorySessionStore,
     SessionBusy,
     SessionRecord,
+    SessionStore,
     TooManySessions,
 )
 from server.validation import InvalidRequest
@@ -42,7 +42,7 @@ class ConverseHandler:
         settings: Settings,
         providers: Providers,
         batcher: SileroBatcher,
-        store: MemorySessionStore,
+        store: SessionStore,
         live: LiveSessions,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
@@ -72,6 +72,7 @@ class ConverseHandler:
             self.batcher,
             Conversation(record.instructions, record.history, record.next_turn_index),
             options,
+            recorder=self.store.recorder(record),
         )
         try:
             self.live.add(session)
@@ -96,7 +97,7 @@ class ConverseHandler:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             await session.close()
-            await self._save(record, session, failure)
+            self._save(record, session)
             self.live.remove(session)
         if failure:
             await context.abort(failure[0].code, str(failure[0]))
@@ -129,7 +130,13 @@ class ConverseHandler:
                 config.voice or None,
             )
             return record, options, False
-        record = await self.store.get(check.session_id(config.session_id))
+        try:
+            record = await self.store.get(check.session_id(config.session_id))
+        except DB_DOWN as exc:
+            raise InvalidRequest(
+                f"cannot load session {config.session_id}: the database is unavailable ({exc})",
+                grpc.StatusCode.UNAVAILABLE,
+            ) from None
         if record is None:
             raise InvalidRequest(
                 f"session {config.session_id} not found", grpc.StatusCode.NOT_FOUND
@@ -139,8 +146,8 @@ class ConverseHandler:
                 f"session {record.id} has ended ({record.end_reason}); start a new one",
                 grpc.StatusCode.FAILED_PRECONDITION,
             )
-        if config.instructions:
-            record.instructions = config.instructions
+        if config.instructions and config.instructions != record.instructions:
+            self.store.instructions_changed(record, config.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
         return record, options, True
@@ -196,9 +203,7 @@ class ConverseHandler:
             failure.append(exc)
             await session.close()
 
-    async def _save(self, record: SessionRecord, session: VoiceSession, failure: list) -> None:
+    def _save(self, record: SessionRecord, session: VoiceSession) -> None:
         record.history = session.conversation.history
         record.next_turn_index = session.conversation.next_turn_index
-        if session.end_reason == "hang_up":
-            record.ended_at, record.end_reason = datetime.now(UTC), "hang_up"
-        await self.store.save(record)
+        self.store.stream_closed(record, session.end_reason)

@@ -18,7 +18,7 @@ from pipeline.transcription import TranscriptionSession
 from server import validation as check
 from server.config import Settings
 from server.converse import ConverseHandler
-from server.sessions import LiveSessions, MemorySessionStore
+from server.sessions import LiveSessions, SessionStore
 from server.validation import InvalidRequest
 
 SYNTH_CHUNK_MS = 100
@@ -34,7 +34,7 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
         settings: Settings,
         providers: Providers,
         batcher: SileroBatcher,
-        store: MemorySessionStore,
+        store: SessionStore,
         live: LiveSessions,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher

@@ -1,20 +1,31 @@
-"""Session records and the live-session registry.
+"""Session records (cached in memory, kept in Postgres) and the live-session registry.
 
-`MemorySessionStore` keeps records for the life of the process; the Postgres store of the
-persistence issue implements the same methods. `LiveSessions` knows which sessions have a
-stream right now: it enforces one stream per session and the process-wide limit, and lets
-shutdown (and tests) wait until every stream has cleaned up.
+The live path never waits for the database: a new session and everything that happens in it
+reach Postgres through the write-behind writer, while this process keeps the record in a
+bounded in-memory cache, so a session can be resumed here even while the database is down.
+Reading a session this process does not hold goes to the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.providers.base import ChatMessage
 from pipeline.session import VoiceSession
+from pipeline.turn import State, Turn
+from server.persistence import queries, records
+from server.persistence.database import Database
+from server.persistence.writer import WriteBehindWriter
+
+CACHE_SIZE = 10_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -25,25 +36,98 @@ class SessionRecord:
     voice: str | None
     history: list[ChatMessage] = field(default_factory=list)
     next_turn_index: int = 1
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=utcnow)
     ended_at: datetime | None = None
     end_reason: str = ""
 
 
-class MemorySessionStore:
-    def __init__(self) -> None:
-        self._records: dict[str, SessionRecord] = {}
+class SessionRecorder:
+    """Hands one session's turns and state changes to the writer (called on the live path)."""
 
-    async def create(self, customer_id: str, instructions: str, voice: str | None) -> SessionRecord:
-        record = SessionRecord(str(uuid.uuid4()), customer_id, instructions, voice)
-        self._records[record.id] = record
+    def __init__(self, writer: WriteBehindWriter, session_id: str) -> None:
+        self.writer, self.session_id = writer, session_id
+
+    def turn_closed(self, turn: Turn, spoken: str) -> None:
+        self.writer.submit(*records.turn_closed(self.session_id, turn, spoken, utcnow()))
+
+    def state_changed(self, state: State) -> None:
+        self.writer.submit(records.state_changed(self.session_id, state, utcnow()))
+
+
+class SessionStore:
+    def __init__(self, db: Database, writer: WriteBehindWriter) -> None:
+        self.db, self.writer = db, writer
+        self._cache: OrderedDict[str, SessionRecord] = OrderedDict()
+
+    def _remember(self, record: SessionRecord) -> SessionRecord:
+        self._cache[record.id] = record
+        self._cache.move_to_end(record.id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
         return record
 
-    async def get(self, session_id: str) -> SessionRecord | None:
-        return self._records.get(session_id)
+    def _new(self, customer_id: str, instructions: str, voice: str | None):
+        record = SessionRecord(str(uuid.uuid4()), customer_id, instructions, voice)
+        config = {"voice": voice} if voice else {}
+        writes = records.session_created(
+            record.id, customer_id, instructions, voice, config, record.created_at
+        )
+        return record, writes
 
-    async def save(self, record: SessionRecord) -> None:
-        self._records[record.id] = record
+    async def create(self, customer_id: str, instructions: str, voice: str | None) -> SessionRecord:
+        """A session opened by a live stream: recorded write-behind."""
+        record, writes = self._new(customer_id, instructions, voice)
+        self.writer.submit(*writes)
+        return self._remember(record)
+
+    async def create_now(
+        self, customer_id: str, instructions: str, voice: str | None
+    ) -> SessionRecord:
+        """A session created by request: durable before this returns."""
+        record, writes = self._new(customer_id, instructions, voice)
+        await self.writer.flush(timeout=5)  # keep order with what is already queued
+        await queries.write_now(self.db.pool, writes)
+        return self._remember(record)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        if session_id in self._cache:
+            return self._cache[session_id]
+        row = await queries.get_session(self.db.pool, session_id)
+        if row is None:
+            return None
+        history, next_index = await queries.load_history(self.db.pool, session_id)
+        return self._remember(
+            SessionRecord(
+                id=str(row["id"]),
+                customer_id=row["customer_id"] or "",
+                instructions=row["instructions"],
+                voice=row["voice"],
+                history=history,
+                next_turn_index=next_index,
+                created_at=row["created_at"],
+                ended_at=row["ended_at"],
+                end_reason=row["end_reason"] or "",
+            )
+        )
+
+    def recorder(self, record: SessionRecord) -> SessionRecorder:
+        return SessionRecorder(self.writer, record.id)
+
+    def stream_closed(self, record: SessionRecord, end_reason: str) -> None:
+        """A stream on the session ended: ended for good on hang-up, else resumable."""
+        if end_reason == "hang_up":
+            self.end(record, "hang_up")
+        else:
+            self.writer.submit(records.state_changed(record.id, State.DISCONNECTED, utcnow()))
+
+    def instructions_changed(self, record: SessionRecord, instructions: str) -> None:
+        record.instructions = instructions
+        self.writer.submit(records.instructions_changed(record.id, instructions))
+
+    def end(self, record: SessionRecord, reason: str) -> None:
+        if record.ended_at is None:
+            record.ended_at, record.end_reason = utcnow(), reason
+            self.writer.submit(records.session_ended(record.id, record.ended_at, reason))
 
 
 class SessionBusy(Exception):
@@ -66,6 +150,9 @@ class LiveSessions:
 
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._live
+
+    def get(self, session_id: str) -> VoiceSession | None:
+        return self._live.get(session_id)
 
     def sessions(self) -> list[VoiceSession]:
         return list(self._live.values())

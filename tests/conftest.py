@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import grpc
 import pytest
+from voiceagent.v1 import sessions_pb2_grpc
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 
 from server.app import VoiceServer
 from server.config import Settings
+from server.persistence.database import EmbeddedPostgres
 from tests.fakes import FakeOpenAI
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    """An admin URL: `DATABASE_URL` when set (e.g. the system PostgreSQL), else an embedded
+    Postgres started once for the whole test run."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+async def database_url(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(postgres_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -26,6 +65,7 @@ class Running:
     server: VoiceServer
     channel: grpc.aio.Channel
     stub: pb_grpc.VoiceAgentServiceStub
+    sessions: sessions_pb2_grpc.SessionServiceStub
 
     @property
     def address(self) -> str:
@@ -50,21 +90,28 @@ def test_settings(fake: FakeOpenAI | None, **overrides) -> Settings:
 
 
 @pytest.fixture
-async def start_server(fake_openai: FakeOpenAI) -> AsyncIterator[StartServer]:
+async def start_server(fake_openai: FakeOpenAI, database_url: str) -> AsyncIterator[StartServer]:
     running: list[Running] = []
 
     async def start(fake: FakeOpenAI | None = fake_openai, **overrides) -> Running:
+        overrides.setdefault("database_url", database_url)
         server = VoiceServer(test_settings(fake, **overrides))
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        run = Running(server, channel, pb_grpc.VoiceAgentServiceStub(channel))
+        run = Running(
+            server,
+            channel,
+            pb_grpc.VoiceAgentServiceStub(channel),
+            sessions_pb2_grpc.SessionServiceStub(channel),
+        )
         running.append(run)
         return run
 
     yield start
     for run in running:
         await run.channel.close()
-        await run.server.stop()
+        if run.server.db is not None and not run.server.db.pool.is_closing():
+            await run.server.stop()
 
 
 @pytest.fixture

@@ -35,9 +35,19 @@ async def run(*cmd: str, stdin: str | None = None) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-async def server_process(fake_openai):
+def server_env(request, tmp_path) -> dict[str, str]:
+    """A fresh test database, or with param "embedded" the default: no DATABASE_URL, an
+    embedded Postgres under DATA_DIR."""
+    if getattr(request, "param", None) == "embedded":
+        return {"DATABASE_URL": "", "DATA_DIR": str(tmp_path / "var")}
+    return {"DATABASE_URL": request.getfixturevalue("database_url")}
+
+
+@pytest.fixture
+async def server_process(fake_openai, server_env):
     env = dict(
         os.environ,
+        **server_env,
         GRPC_HOST="127.0.0.1",
         GRPC_PORT="0",
         OPENAI_API_KEY="test-key",
@@ -109,7 +119,10 @@ async def test_cli_talks_from_a_wav_file(server_process, fake_openai, tmp_path):
         assert w.getframerate() == 16_000 and w.getnframes() > 0
 
 
-async def test_sigterm_ends_live_streams_with_unavailable_and_exits_cleanly(server_process):
+@pytest.mark.parametrize("server_env", ["embedded"], indirect=True)
+async def test_sigterm_ends_live_streams_with_unavailable_and_exits_cleanly(
+    server_process, tmp_path
+):
     proc, address, log = server_process
     async with grpc.aio.insecure_channel(address) as channel:
         from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
@@ -124,3 +137,5 @@ async def test_sigterm_ends_live_streams_with_unavailable_and_exits_cleanly(serv
     assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
     log.append((await proc.stderr.read()).decode())
     assert "shutting down" in "".join(log)
+    # The embedded Postgres was stopped with the server: no postmaster left running.
+    assert not list((tmp_path / "var" / "postgres").glob("postmaster.pid"))

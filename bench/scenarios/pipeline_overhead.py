@@ -36,7 +36,9 @@ def run(ctx: Context) -> list[Figure]:
         lat = asyncio.run(
             paced_latencies(["operator", "turn", "queue"], cfg.paced_frames, cfg.warmup_frames)
         )
-        rates = {k: asyncio.run(max_rate(k, cfg.flood_frames)) for k in ("operator", "turn", "queue")}
+        rates = {
+            k: asyncio.run(max_rate(k, cfg.flood_frames)) for k in ("operator", "turn", "queue")
+        }
         rec.add("op_latency", lat["operator"])
         rec.add("queue_latency", lat["queue"])
         rec.add("turn_latency", lat["turn"])

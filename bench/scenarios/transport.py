@@ -79,7 +79,9 @@ def run(ctx: Context) -> list[Figure]:
         asyncio.run(echo.flood(target, s, max(10, n // 10)))  # warm-up
         for i, res in enumerate(results):
             ctx.log(f"transport: echo run {i + 1}/{cfg.repeat}")
-            rec.add("echo_rtt", asyncio.run(echo.paced_rtt(target, cfg.paced_frames, cfg.warmup_frames)))
+            rec.add(
+                "echo_rtt", asyncio.run(echo.paced_rtt(target, cfg.paced_frames, cfg.warmup_frames))
+            )
             res["echo_wall"], res["echo_cpu"] = _per_frame(
                 proc.pid, lambda: echo.flood(target, s, n), total
             )

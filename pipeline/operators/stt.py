@@ -53,5 +53,6 @@ class SttOperator(Operator[UserSpeech | UserText]):
             return
         if speech is not None:
             turn.vad_stop_at, turn.transcript_at = speech.vad_stop_at, now()
+            turn.start_offset_ms, turn.end_offset_ms = start_ms, end_ms
         await self.events.transcript(text, start_ms, end_ms, turn.index)
         await self.forward(TurnStart(turn))

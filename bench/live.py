@@ -1,0 +1,155 @@
+"""One live run: the voice stack, N real-time Converse streams from load-generator processes,
+and the server's CPU and memory read from /proc over the measured window.
+
+Runs are cached in the context by (job, repeat), so scenarios that need the same run (the
+live-sessions table and the voice-to-voice share at 100 sessions) pay for it once. Every
+process of a run is killed before the run returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+from bench.context import BenchConfig, Context
+from bench.procs import Child, child, cpu_seconds, rss_bytes
+from bench.stack import FakeSettings, voice_stack
+
+
+@dataclass(frozen=True)
+class LiveJob:
+    """Stream timing, relative to the common start: window = [measure_from, + measure_s)."""
+
+    n: int
+    mode: str  # "cycle": an utterance every cycle | "barge": talk over each reply
+    stagger_s: float  # stream starts are spread evenly over this
+    warmup_s: float  # per stream: its first seconds are not counted
+    measure_from: float
+    measure_s: float
+    grace_s: float
+    tts_ms_per_char: float
+
+
+def cycle_job(cfg: BenchConfig, n: int) -> LiveJob:
+    cycles = max(cfg.measure_cycles, math.ceil(cfg.min_measured_turns / n))
+    return LiveJob(
+        n, "cycle", cfg.cycle_s, cfg.cycle_s, cfg.cycle_s, cycles * cfg.cycle_s, cfg.grace_s,
+        cfg.tts_ms_per_char,
+    )  # fmt: skip
+
+
+def barge_job(cfg: BenchConfig) -> LiveJob:
+    return LiveJob(
+        cfg.barge_streams, "barge", 1.0, 0.0, 0.0, cfg.barge_measure_s, cfg.grace_s,
+        cfg.barge_tts_ms_per_char,
+    )  # fmt: skip
+
+
+@dataclass
+class LiveResult:
+    n: int
+    data: dict  # merged load-generator results (lists of ms samples, counters)
+    window_s: float
+    server_cpu_s: float
+    loadgen_cpu_s: float
+    rss_base: int  # server RSS before any stream connected
+    rss_peak: int  # highest server RSS sampled in the window
+    loadgens: int
+    extra: dict = field(default_factory=dict)
+
+    def pct_core(self, cpu_s: float) -> float:
+        return cpu_s / self.window_s * 100.0
+
+
+def live_run(ctx: Context, job: LiveJob, rep: int) -> LiveResult:
+    key = ("live", job, rep)
+    if key not in ctx.cache:
+        ctx.log(f"live run: {job.n} {job.mode} stream(s), repeat {rep + 1}")
+        ctx.cache[key] = _run(ctx.config, job)
+        d = ctx.cache[key].data
+        if d["failed_streams"] or d["error_events"]:
+            ctx.log(f"  {d['failed_streams']} failed stream(s), {d['error_events']} error event(s)")
+            for msg in (d["failed"] + d["errors"])[:3]:
+                ctx.log(f"  e.g. {msg}")
+    return ctx.cache[key]
+
+
+def _loadgen_job(cfg: BenchConfig, job: LiveJob, target: str, first: int, count: int) -> dict:
+    fake = FakeSettings.of(cfg, job.tts_ms_per_char)
+    return {
+        "target": target, "first_index": first, "count": count, "total": job.n,
+        "mode": job.mode, "text": cfg.utterance, "cycle_s": cfg.cycle_s,
+        "stagger_s": job.stagger_s, "warmup_s": job.warmup_s,
+        "measure_from": job.measure_from, "measure_to": job.measure_from + job.measure_s,
+        "end": job.measure_from + job.measure_s + job.grace_s,
+        "vad": {"start_ms": cfg.vad_start_ms, "stop_ms": cfg.vad_stop_ms},
+        "provider_s": fake.total_s, "barge_delay_s": cfg.barge_delay_s,
+    }  # fmt: skip
+
+
+def _run(cfg: BenchConfig, job: LiveJob) -> LiveResult:
+    fake = FakeSettings.of(cfg, job.tts_ms_per_char)
+    per = cfg.streams_per_loadgen
+    with voice_stack(cfg, fake) as stack, contextlib.ExitStack() as procs:
+        server = stack.server.pid
+        rss_base = rss_bytes(server)
+        gens: list[Child] = []
+        for first in range(0, job.n, per):
+            gen = procs.enter_context(child(f"loadgen{first // per}", "bench.loadgen"))
+            count = min(per, job.n - first)
+            gen.send(json.dumps(_loadgen_job(cfg, job, stack.target, first, count)))
+            gens.append(gen)
+        for gen in gens:
+            ready = gen.read_line(timeout=120.0)
+            if ready != "READY":
+                raise RuntimeError(f"{gen.name} said {ready!r}\n{gen.log_tail()}")
+        start_at = time.perf_counter() + 0.5
+        for gen in gens:
+            gen.send(f"GO {start_at!r}")
+        pids = [server, *(g.pid for g in gens)]
+        _sleep_until(start_at + job.measure_from)
+        cpu0 = [cpu_seconds(p) for p in pids]
+        t0 = time.perf_counter()
+        rss_peak, measure_to = 0, start_at + job.measure_from + job.measure_s
+        while time.perf_counter() < measure_to:
+            rss_peak = max(rss_peak, rss_bytes(server))
+            time.sleep(min(0.2, max(0.0, measure_to - time.perf_counter())))
+        cpu1 = [cpu_seconds(p) for p in pids]
+        window = time.perf_counter() - t0
+        results = []
+        deadline = start_at + job.measure_from + job.measure_s + job.grace_s + 60.0
+        for gen in gens:
+            line = gen.read_prefixed("RESULT", timeout=max(1.0, deadline - time.perf_counter()))
+            results.append(json.loads(line))
+    used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    return LiveResult(
+        n=job.n,
+        data=_merge(results),
+        window_s=window,
+        server_cpu_s=used[0],
+        loadgen_cpu_s=sum(used[1:]),
+        rss_base=rss_base,
+        rss_peak=rss_peak,
+        loadgens=len(gens),
+        extra={"job": asdict(job)},
+    )
+
+
+def _sleep_until(at: float) -> None:
+    delay = at - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _merge(results: list[dict]) -> dict:
+    merged: dict = {}
+    for res in results:
+        for k, v in res.items():
+            if isinstance(v, list):
+                merged.setdefault(k, []).extend(v)
+            else:
+                merged[k] = merged.get(k, 0) + v
+    return merged

@@ -1,0 +1,53 @@
+"""4. Voice-to-voice share: how much of the wait after the caller stops talking is ours.
+
+v2v = first agent audio received - scheduled time of the last speech frame. The framework
+share removes what the framework cannot avoid: the VAD stop wait (the audio the VAD must hear
+after the last speech window before it may decide: ceil(stop_ms / 32 ms) windows, frame
+aligned), and the fake providers' configured latencies (STT + chat + TTS). What is left is
+transport, VAD, queues, the OpenAI SDK's HTTP round trips to the fake and output pacing.
+"""
+
+from __future__ import annotations
+
+from bench.context import Context
+from bench.live import cycle_job, live_run
+from bench.registry import Figure, Goal, Recorder, Spec, scenario
+
+GOALS = (Goal("p50", "<=", 10.0), Goal("p99", "<=", 30.0))
+# Where the share goes, from the server's TurnLatency (whole ms) minus the fake's latency.
+PARTS = {
+    "stt_ms": ("  of which STT call beyond its latency (VAD stop -> transcript)", "stt_latency_s"),
+    "llm_ms": ("  of which chat call beyond its latency (to first token)", "chat_latency_s"),
+    "tts_ms": ("  of which TTS call beyond its latency (to first byte)", "tts_latency_s"),
+}
+
+
+@scenario("v2v", "Voice-to-voice framework share (live runs, fake providers)")
+def run(ctx: Context) -> list[Figure]:
+    cfg = ctx.config
+    provider_ms = cfg.provider_latency_s * 1000
+    specs: dict[str, Spec] = {}
+    for n in dict.fromkeys(cfg.v2v_sessions):
+        specs[f"n{n}.share"] = Spec(
+            f"N={n}: framework share (v2v - VAD stop wait - {provider_ms:g} ms providers)",
+            "ms",
+            latency=True,
+            goals=GOALS,
+        )
+        specs[f"n{n}.v2v"] = Spec(f"N={n}: voice-to-voice, raw", "ms", latency=True)
+        specs[f"n{n}.server_turn"] = Spec(
+            f"N={n}: server's own end-of-speech -> first audio (TurnCompleted)", "ms", True
+        )
+        for part, (label, _) in PARTS.items():
+            specs[f"n{n}.{part}"] = Spec(f"N={n}: {label}", "ms", latency=True)
+    rec = Recorder("v2v", specs)
+    for n in dict.fromkeys(cfg.v2v_sessions):
+        for rep in range(cfg.repeat):
+            d = live_run(ctx, cycle_job(cfg, n), rep).data
+            rec.add(f"n{n}.share", d["share"])
+            rec.add(f"n{n}.v2v", d["v2v"])
+            rec.add(f"n{n}.server_turn", d["server_turn"])
+            for part, (_, configured) in PARTS.items():
+                fixed = getattr(cfg, configured) * 1000
+                rec.add(f"n{n}.{part}", [x - fixed for x in d[part]])
+    return rec.figures()

