@@ -8,6 +8,8 @@ does (exit status 1), after the others have run.
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import replace
@@ -17,6 +19,7 @@ from bench import scenarios  # noqa: F401 - registers the scenarios
 from bench.context import BenchConfig, Context
 from bench.registry import SCENARIOS, Figure
 from bench.report import environment, table, write_json
+from bench.stack import stop_postgres
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -65,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
-    ctx = Context(cfg)
+    data_dir = Path(tempfile.mkdtemp(prefix="voiceagent-bench-data-"))
+    try:
+        return _run(cfg, chosen, Context(cfg, data_dir))
+    finally:
+        stop_postgres(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run(cfg: BenchConfig, chosen: list[str], ctx: Context) -> int:
     meta = environment()
     figures: list[Figure] = []
     errors: dict[str, str] = {}

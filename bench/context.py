@@ -76,6 +76,7 @@ class BenchConfig:
 @dataclass
 class Context:
     config: BenchConfig
+    data_dir: Path  # the servers' DATA_DIR (embedded Postgres), one per benchmark invocation
     cache: dict[Any, Any] = field(default_factory=dict)  # runs shared between scenarios
     started: float = field(default_factory=time.perf_counter)
 

@@ -15,7 +15,14 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from bench.context import BenchConfig, Context
-from bench.procs import Child, child, cpu_seconds, rss_bytes
+from bench.procs import (
+    Child,
+    child,
+    cpu_seconds,
+    machine_jiffies,
+    rss_bytes,
+    thread_cpu_seconds,
+)
 from bench.stack import FakeSettings, voice_stack
 
 
@@ -58,6 +65,8 @@ class LiveResult:
     rss_base: int  # server RSS before any stream connected
     rss_peak: int  # highest server RSS sampled in the window
     loadgens: int
+    main_thread_cpu_s: float  # the server's event-loop thread (it holds the GIL most)
+    machine_busy: float  # share of all cores busy, whole machine, over the window
     extra: dict = field(default_factory=dict)
 
     def pct_core(self, cpu_s: float) -> float:
@@ -68,7 +77,7 @@ def live_run(ctx: Context, job: LiveJob, rep: int) -> LiveResult:
     key = ("live", job, rep)
     if key not in ctx.cache:
         ctx.log(f"live run: {job.n} {job.mode} stream(s), repeat {rep + 1}")
-        ctx.cache[key] = _run(ctx.config, job)
+        ctx.cache[key] = _run(ctx, job)
         d = ctx.cache[key].data
         if d["failed_streams"] or d["error_events"]:
             ctx.log(f"  {d['failed_streams']} failed stream(s), {d['error_events']} error event(s)")
@@ -90,10 +99,11 @@ def _loadgen_job(cfg: BenchConfig, job: LiveJob, target: str, first: int, count:
     }  # fmt: skip
 
 
-def _run(cfg: BenchConfig, job: LiveJob) -> LiveResult:
+def _run(ctx: Context, job: LiveJob) -> LiveResult:
+    cfg = ctx.config
     fake = FakeSettings.of(cfg, job.tts_ms_per_char)
     per = cfg.streams_per_loadgen
-    with voice_stack(cfg, fake) as stack, contextlib.ExitStack() as procs:
+    with voice_stack(ctx, fake) as stack, contextlib.ExitStack() as procs:
         server = stack.server.pid
         rss_base = rss_bytes(server)
         gens: list[Child] = []
@@ -112,12 +122,14 @@ def _run(cfg: BenchConfig, job: LiveJob) -> LiveResult:
         pids = [server, *(g.pid for g in gens)]
         _sleep_until(start_at + job.measure_from)
         cpu0 = [cpu_seconds(p) for p in pids]
+        threads0, machine0 = thread_cpu_seconds(server), machine_jiffies()
         t0 = time.perf_counter()
         rss_peak, measure_to = 0, start_at + job.measure_from + job.measure_s
         while time.perf_counter() < measure_to:
             rss_peak = max(rss_peak, rss_bytes(server))
             time.sleep(min(0.2, max(0.0, measure_to - time.perf_counter())))
         cpu1 = [cpu_seconds(p) for p in pids]
+        threads1, machine1 = thread_cpu_seconds(server), machine_jiffies()
         window = time.perf_counter() - t0
         results = []
         deadline = start_at + job.measure_from + job.measure_s + job.grace_s + 60.0
@@ -125,6 +137,10 @@ def _run(cfg: BenchConfig, job: LiveJob) -> LiveResult:
             line = gen.read_prefixed("RESULT", timeout=max(1.0, deadline - time.perf_counter()))
             results.append(json.loads(line))
     used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    threads = sorted(
+        ((s - threads0.get(tid, 0.0), tid) for tid, s in threads1.items()), reverse=True
+    )
+    busy, total = (b - a for a, b in zip(machine0, machine1, strict=True))
     return LiveResult(
         n=job.n,
         data=_merge(results),
@@ -134,7 +150,12 @@ def _run(cfg: BenchConfig, job: LiveJob) -> LiveResult:
         rss_base=rss_base,
         rss_peak=rss_peak,
         loadgens=len(gens),
-        extra={"job": asdict(job)},
+        main_thread_cpu_s=threads1.get(server, 0.0) - threads0.get(server, 0.0),
+        machine_busy=busy / total if total else float("nan"),
+        extra={
+            "job": asdict(job),
+            "server_threads_cpu_s": [round(s, 2) for s, _ in threads[:8]],  # busiest first
+        },
     )
 
 

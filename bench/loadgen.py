@@ -22,6 +22,7 @@ from bench.streams import FRAME_S, Script, VadTiming, config
 
 CONNECT_TIMEOUT_S = 60.0
 OUT_RATE_BYTES_PER_MS = 48  # 24 kHz int16 agent audio
+SENT_RING = 1024  # ~20 s of frames: far more than any event can lag and still be counted
 
 
 class Stream:
@@ -40,6 +41,7 @@ class Stream:
         self.cuts: dict[int, dict[str, float]] = {}  # barge-ins by interrupted turn
         self.speaking: int | None = None
         self.closing = self.broken = False
+        self.sent = [0.0] * SENT_RING  # actual send time of recent frames, by index % ring
 
     async def connect(self, target: str) -> None:
         self.channel = grpc.aio.insecure_channel(
@@ -92,8 +94,9 @@ class Stream:
             delay = at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            now = self.sent[i % SENT_RING] = time.perf_counter()
             if self.counted(at):
-                lag.append(round((time.perf_counter() - at) * 1000, 3))
+                lag.append(round((now - at) * 1000, 3))
             await self.call.write(self.script.request(i))
             i += 1
 
@@ -112,18 +115,22 @@ class Stream:
     def _on(self, kind: str, event: Any, now: float) -> None:
         out = self.out
         if kind == "speech_started":
-            trigger = self.sched(self.vad.start_trigger(event.speech_started.offset_ms))
+            frame = self.vad.start_trigger(event.speech_started.offset_ms)
+            trigger = self.sched(frame)
             if self.counted(trigger):
                 out["vad_start"].append(self._ms(now, trigger))
+                out["vad_from_send"].append(self._ms(now, self.sent[frame % SENT_RING]))
             if self.speaking is not None and self.speaking not in self.cuts:
                 self.cuts[self.speaking] = {"started": now, "trigger": trigger}
         elif kind == "speech_stopped":
             end = event.speech_stopped.end_offset_ms
             last = self.sched(self.vad.last_speech(end))
-            trigger = self.sched(self.vad.stop_trigger(end))
+            frame = self.vad.stop_trigger(end)
+            trigger = self.sched(frame)
             self.pending[end] = (last, trigger)
             if self.counted(trigger):
                 out["vad_stop"].append(self._ms(now, trigger))
+                out["vad_from_send"].append(self._ms(now, self.sent[frame % SENT_RING]))
         elif kind == "transcript":
             stop = self.pending.pop(event.transcript.end_offset_ms, None)
             if stop is not None:
@@ -184,7 +191,8 @@ class Stream:
 
 
 def empty_result() -> dict[str, Any]:
-    lists = ("vad_start", "vad_stop", "v2v", "share", "server_turn", "lag", "barge")
+    lists = ("vad_start", "vad_stop", "vad_from_send", "v2v", "share", "server_turn", "lag")
+    lists += ("barge",)
     lists += ("stt_ms", "llm_ms", "tts_ms")  # the server's TurnLatency, per counted turn
     return {
         **{k: [] for k in lists},

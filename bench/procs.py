@@ -102,13 +102,18 @@ class Child:
 
 @contextlib.contextmanager
 def child(
-    name: str, module: str, args: Sequence[str] = (), env: dict[str, str] | None = None
+    name: str,
+    module: str,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    stop_grace: float = 5.0,
 ) -> Iterator[Child]:
+    """A child for the duration of the block: TERM at the end, KILL after `stop_grace`."""
     proc = Child(name, module, list(args), env or {})
     try:
         yield proc
     finally:
-        proc.kill()
+        proc.kill(stop_grace)
 
 
 def free_port() -> int:
@@ -138,6 +143,25 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # fields 14 and 15 of stat
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU per thread id (/proc/<pid>/task/*/stat); the main (event-loop) thread's id is pid."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread may end between listdir and open
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+    return out
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def rss_bytes(pid: int) -> int:

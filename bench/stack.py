@@ -1,15 +1,22 @@
 """The system under test, started as `make run` starts it: `python -m server` with env vars,
 its OpenAI base URL pointing at a FakeOpenAI in a process of its own (`python -m tests.fakes`).
+
+The server keeps sessions in an embedded Postgres under DATA_DIR; the benchmark gives it a
+data directory of its own (not the developer's `var/`), and makes sure the Postgres server,
+which outlives a killed parent, is stopped whenever the voice server is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from bench.context import BenchConfig
+from bench.context import BenchConfig, Context
 from bench.procs import Child, child, free_port, wait_healthy
 
 
@@ -54,8 +61,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def voice_stack(cfg: BenchConfig, fake: FakeSettings) -> Iterator[Stack]:
-    """FakeOpenAI + voice server; both killed on exit (server first: it holds the streams)."""
+def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
+    """FakeOpenAI + voice server; both stopped on exit (server first: it holds the streams)."""
+    cfg = ctx.config
     with child("fake-openai", "tests.fakes", fake.args()) as fake_proc:
         fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
         port = free_port()
@@ -64,6 +72,7 @@ def voice_stack(cfg: BenchConfig, fake: FakeSettings) -> Iterator[Stack]:
             "GRPC_PORT": str(port),
             "OPENAI_API_KEY": "bench-key",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            "DATA_DIR": str(ctx.data_dir),
             "VAD_START_MS": str(cfg.vad_start_ms),
             "VAD_STOP_MS": str(cfg.vad_stop_ms),
             "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
@@ -75,6 +84,32 @@ def voice_stack(cfg: BenchConfig, fake: FakeSettings) -> Iterator[Stack]:
             cfg.profile_dir.mkdir(parents=True, exist_ok=True)
             prof = cfg.profile_dir / f"server-{time.strftime('%H%M%S')}-{port}.prof"
             module, args = "cProfile", ["-o", str(prof), "-m", "server"]
-        with child("server", module, args, env) as server:
-            wait_healthy(server, port)
-            yield Stack(server, fake_proc, port)
+        try:
+            with child("server", module, args, env, stop_grace=20.0) as server:
+                wait_healthy(server, port, timeout=60.0)
+                yield Stack(server, fake_proc, port)
+        finally:
+            stop_postgres(ctx.data_dir)
+
+
+def stop_postgres(data_dir: Path, timeout: float = 20.0) -> None:
+    """Stop the embedded Postgres of `data_dir` if it is still running (its pid file says
+    which process): the voice server normally stops it, but not when it was killed."""
+    pgdata = data_dir / "postgres"
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"postgres" not in cmdline or str(pgdata).encode() not in cmdline:
+            return  # a stale pid file: that pid is not our Postgres
+        os.kill(pid, signal.SIGINT)  # Postgres "fast shutdown"
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

@@ -15,10 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.audio import PcmFormat
+from pipeline.audio import PIPELINE_RATE, PcmFormat
 from pipeline.conversation import Conversation
 from pipeline.events import EventSink
-from pipeline.frames import END, UserText
+from pipeline.frames import END, UserSpeech, UserText
 from pipeline.operator import Operator
 from pipeline.operators.chat import ChatOperator
 from pipeline.operators.output import OutputOperator
@@ -108,6 +108,14 @@ class VoiceSession:
     async def push_text(self, text: str) -> None:
         await self.interrupt()  # typing while the agent talks is a barge-in too
         await self.stt.put(UserText(text, now()))
+
+    async def push_utterance(self, pcm16k: bytes) -> None:
+        """A whole recorded utterance (16 kHz mono PCM, e.g. an uploaded file): it is already
+        one turn, so it skips the VAD and goes straight to speech-to-text."""
+        await self.interrupt()  # a new utterance while the agent talks is a barge-in too
+        received = now()
+        duration_ms = round(len(pcm16k) / 2 / PIPELINE_RATE * 1000)
+        await self.stt.put(UserSpeech(pcm16k, 0, duration_ms, received, received))
 
     async def interrupt(self) -> None:
         """Barge-in: stop the live turn everywhere and keep only what was heard."""

@@ -1,34 +1,48 @@
-"""`python -m server` (what `make run` runs): serve until SIGINT/SIGTERM, then shut down cleanly."""
+"""`python -m server` (what `make run` runs): serve until SIGINT/SIGTERM, then shut down cleanly.
+
+Start-up problems (bad settings, a provider that cannot load, an unreachable database) end the
+process with exit code 2 and one message saying what to fix, not a traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import sys
+
+from pydantic import ValidationError
 
 from server.app import VoiceServer
 from server.config import Settings
 from server.persistence.database import DatabaseUnavailable
+from server.providers import ProviderSetupError
+
+log = logging.getLogger("server")
 
 
 async def main() -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = VoiceServer(settings)
     try:
+        server = VoiceServer(settings)
         await server.start()
-    except DatabaseUnavailable as exc:
-        logging.getLogger("server").error("%s", exc)
+    except (DatabaseUnavailable, ProviderSetupError) as exc:
+        log.error("%s", exc)
         raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    logging.getLogger("server").info("shutting down")
+    log.info("shutting down")
     await server.stop()
 
 

@@ -1,4 +1,5 @@
-"""The server process: one asyncio loop serving gRPC (with health and reflection).
+"""The server process: one asyncio loop serving gRPC (with health and reflection) and the
+REST/WebSocket API (server/http).
 
 `VoiceServer` is what `python -m server` runs and what tests start on a loopback port.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +26,9 @@ from server.providers import build_providers
 from server.service import VoiceAgentService
 from server.session_service import SessionService
 from server.sessions import LiveSessions, SessionStore
+
+if TYPE_CHECKING:
+    from server.http.serve import HttpServer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VoiceAgentService"].full_name
@@ -49,7 +54,9 @@ class VoiceServer:
         self.db: Database | None = None
         self.writer: WriteBehindWriter | None = None
         self.store: SessionStore | None = None
+        self.http: HttpServer | None = None
         self.port = 0
+        self.http_port = 0
 
     async def start(self) -> int:
         """Open the database (raises DatabaseUnavailable), then serve."""
@@ -75,6 +82,15 @@ class VoiceServer:
         await self.grpc.start()
         for name in ("", SERVICE_NAME, SESSION_SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # The REST/WebSocket API, in this loop (imported here: its routes import this module).
+        from server.http.app import create_app
+        from server.http.serve import HttpServer
+
+        self.http = HttpServer(
+            create_app(self), settings.http_host, settings.http_port, settings.shutdown_grace_s
+        )
+        self.http_port = await self.http.start()
+        log.info("HTTP (REST, WebSocket, /docs) serving on port %d", self.http_port)
         log.info("gRPC serving %s on port %d (providers: stt=%s chat=%s tts=%s)",
                  SERVICE_NAME, self.port, self.providers.stt.name,
                  self.providers.chat.name, self.providers.tts.name)  # fmt: skip
@@ -92,6 +108,8 @@ class VoiceServer:
             await asyncio.wait_for(self.live.wait_empty(), grace)
         except TimeoutError:
             log.warning("%d session(s) still live after %.1fs; cutting them", len(self.live), grace)
+        if self.http is not None:
+            await self.http.stop()
         await self.grpc.stop(grace=1.0)
         await self.batcher.aclose()
         if self.writer is not None:

@@ -16,6 +16,10 @@ class Settings(BaseSettings):
 
     grpc_host: str = Field("[::]", description="Address the gRPC server binds.")
     grpc_port: int = Field(50051, ge=0, le=65535)
+    http_host: str = Field(
+        "0.0.0.0", description='Address the REST/WebSocket API binds ("::" for IPv6 as well).'
+    )
+    http_port: int = Field(8000, ge=0, le=65535, description="REST/WebSocket API port; 0 = any.")
     log_level: str = "INFO"
 
     openai_api_key: str | None = None
@@ -53,7 +57,12 @@ class Settings(BaseSettings):
     local_chat_max_tokens: int = Field(120, ge=1, le=4096)
     local_chat_context_tokens: int = Field(2048, ge=256, le=32768)
     local_chat_temperature: float = Field(0.2, ge=0, le=2)
-    local_tts_voice: str = Field("en-us", description="eSpeak NG voice, e.g. en-us, en-gb+f3.")
+    local_chat_max_sentences: int = Field(
+        3, ge=0, le=100, description="Stop a local reply after this many sentences; 0 = no limit."
+    )
+    local_tts_voice: str = Field(
+        "en-us", description="eSpeak NG voice, e.g. en-us, en-gb-x-rp, en-us+f3."
+    )
     local_tts_rate_wpm: int = Field(175, ge=80, le=450, description="eSpeak speaking rate.")
 
     database_url: str | None = Field(

@@ -38,7 +38,7 @@ class ProviderSetupError(RuntimeError):
 
 
 def provider_choice(settings: Settings, role: str) -> str:
-    """"local" or "openai" for `role` ("stt", "chat", "tts")."""
+    """ "local" or "openai" for `role` ("stt", "chat", "tts")."""
     chosen = getattr(settings, f"{role}_provider")
     if chosen:
         return chosen
@@ -98,12 +98,11 @@ def _local_factory(role: str, settings: Settings) -> Callable[[], Any]:
             settings.local_chat_context_tokens,
             settings.local_chat_temperature,
             timeout,
+            settings.local_chat_max_sentences,
         )
     from pipeline.providers.local_tts import LocalTextToSpeech
 
-    return lambda: LocalTextToSpeech(
-        settings.local_tts_voice, settings.local_tts_rate_wpm, timeout
-    )
+    return lambda: LocalTextToSpeech(settings.local_tts_voice, settings.local_tts_rate_wpm, timeout)
 
 
 def _load_local(role: str, settings: Settings) -> Any:

@@ -25,6 +25,7 @@ SYNTH_CHUNK_MS = 100
 PROVIDER_STATUS = {
     "provider_not_configured": grpc.StatusCode.FAILED_PRECONDITION,
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "invalid_request": grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 

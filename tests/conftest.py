@@ -71,6 +71,11 @@ class Running:
     def address(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def http_url(self) -> str:
+        """Base URL of the REST API; the WebSocket is the same with ws://."""
+        return f"http://127.0.0.1:{self.server.http_port}"
+
 
 StartServer = Callable[..., Awaitable[Running]]
 
@@ -79,6 +84,8 @@ def test_settings(fake: FakeOpenAI | None, **overrides) -> Settings:
     values = dict(
         grpc_host="127.0.0.1",
         grpc_port=0,
+        http_host="127.0.0.1",
+        http_port=0,
         openai_api_key="test-key" if fake else None,
         openai_base_url=fake.base_url if fake else None,
         openai_max_retries=1,

@@ -22,10 +22,13 @@ GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 TIMEOUT = 60
 
 
-async def run(*cmd: str, stdin: str | None = None) -> tuple[int, str, str]:
+async def run(
+    *cmd: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -50,6 +53,8 @@ async def server_process(fake_openai, server_env):
         **server_env,
         GRPC_HOST="127.0.0.1",
         GRPC_PORT="0",
+        HTTP_HOST="127.0.0.1",
+        HTTP_PORT="0",
         OPENAI_API_KEY="test-key",
         OPENAI_BASE_URL=fake_openai.base_url,
         VAD_STOP_MS="400",
@@ -63,7 +68,7 @@ async def server_process(fake_openai, server_env):
             line = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
             assert line, "server exited before serving:\n" + "".join(log)
             log.append(line)
-            if match := re.search(r"on port (\d+)", line):
+            if match := re.search(r"gRPC serving .* on port (\d+)", line):
                 break
         yield proc, f"127.0.0.1:{match.group(1)}", log
     finally:

@@ -62,8 +62,8 @@ async def test_tts_connection_drop_reports_error_and_keeps_text(agent, fake_open
     await convo.rest()
 
 
-async def test_without_api_key_the_turn_says_how_to_fix_it(start_server):
-    server = await start_server(fake=None)
+async def test_openai_role_without_api_key_says_how_to_fix_it(start_server):
+    server = await start_server(fake=None, chat_provider="openai")
     convo = Conversation(server.stub, config(input_rate=None))
     started = await convo.until("session_started")
     assert started.session_started.providers.chat == "unconfigured"

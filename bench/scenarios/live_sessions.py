@@ -24,12 +24,17 @@ def specs(n: int) -> dict[str, Spec]:
         f"n{n}.vad_latency": Spec(
             f"{at} frame -> VAD event", "ms", True, (Goal("p99", "<=", FRAME_GOAL_MS),)
         ),
+        f"n{n}.vad_from_send": Spec(
+            f"{at} frame -> VAD event, from the frame's actual send", "ms", True
+        ),
         f"n{n}.turn_latency": Spec(f"{at} last speech frame -> first agent audio", "ms", True),
         f"n{n}.send_lag": Spec(f"{at} load generator lateness per frame", "ms", True),
         f"n{n}.server_cpu": Spec(f"{at} server CPU per session", "% core"),
         f"n{n}.server_cpu_total": Spec(f"{at} server CPU, whole process", "% core"),
+        f"n{n}.server_cpu_main": Spec(f"{at} server CPU, event-loop thread", "% core"),
         f"n{n}.rss": Spec(f"{at} server RSS per session", "MB", goals=(Goal("value", "<=", 2.0),)),
         f"n{n}.loadgen_cpu": Spec(f"{at} load generators' CPU, all processes", "% core"),
+        f"n{n}.machine_cpu": Spec(f"{at} machine CPU busy, all cores", "%"),
         f"n{n}.failures": Spec(
             f"{at} failed streams + error events", "count", goals=(Goal("value", "<=", 0),)
         ),
@@ -39,12 +44,15 @@ def specs(n: int) -> dict[str, Spec]:
 def record(rec: Recorder, n: int, res: LiveResult) -> None:
     d = res.data
     rec.add(f"n{n}.vad_latency", d["vad_start"] + d["vad_stop"])
+    rec.add(f"n{n}.vad_from_send", d["vad_from_send"])
     rec.add(f"n{n}.turn_latency", d["v2v"])
     rec.add(f"n{n}.send_lag", d["lag"])
     rec.add(f"n{n}.server_cpu", res.pct_core(res.server_cpu_s) / n)
     rec.add(f"n{n}.server_cpu_total", res.pct_core(res.server_cpu_s))
+    rec.add(f"n{n}.server_cpu_main", res.pct_core(res.main_thread_cpu_s))
     rec.add(f"n{n}.rss", (res.rss_peak - res.rss_base) / MiB / n)
     rec.add(f"n{n}.loadgen_cpu", res.pct_core(res.loadgen_cpu_s))
+    rec.add(f"n{n}.machine_cpu", res.machine_busy * 100)
     rec.add(f"n{n}.failures", d["failed_streams"] + d["error_events"])
 
 

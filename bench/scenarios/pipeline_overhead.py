@@ -14,8 +14,8 @@ SPECS = {
     "op_latency": Spec(f"Operator chain ({DEPTH} stages), frame latency", "us", latency=True),
     "queue_latency": Spec(f"asyncio.Queue chain ({DEPTH} hops), frame latency", "us", True),
     "latency_ratio": Spec("Operator / Queue latency (p50)", "x", goals=GOAL),
-    "op_rate": Spec("Operator chain, max frames/s", "frames/s"),
-    "queue_rate": Spec("asyncio.Queue chain, max frames/s", "frames/s"),
+    "op_rate": Spec("Operator chain, max frames/s (best of 3 bursts)", "frames/s"),
+    "queue_rate": Spec("asyncio.Queue chain, max frames/s (best of 3 bursts)", "frames/s"),
     "rate_ratio": Spec("Queue / Operator max frames/s", "x", goals=GOAL),
     "turn_latency": Spec(
         f"TurnOperator chain ({DEPTH} stages), frame latency",
@@ -27,6 +27,16 @@ SPECS = {
 }
 
 
+def best_rates(kinds: tuple[str, ...], frames: int, bursts: int = 3) -> dict[str, float]:
+    """Best of a few interleaved bursts per chain: other load on the machine only ever
+    slows a burst down, and interleaving spreads it over all chains alike."""
+    best = dict.fromkeys(kinds, 0.0)
+    for _ in range(bursts):
+        for kind in kinds:
+            best[kind] = max(best[kind], asyncio.run(max_rate(kind, frames)))
+    return best
+
+
 @scenario("pipeline", "Pipeline overhead (in-process, 640-byte frames)")
 def run(ctx: Context) -> list[Figure]:
     cfg = ctx.config
@@ -36,9 +46,7 @@ def run(ctx: Context) -> list[Figure]:
         lat = asyncio.run(
             paced_latencies(["operator", "turn", "queue"], cfg.paced_frames, cfg.warmup_frames)
         )
-        rates = {
-            k: asyncio.run(max_rate(k, cfg.flood_frames)) for k in ("operator", "turn", "queue")
-        }
+        rates = best_rates(("operator", "turn", "queue"), cfg.flood_frames)
         rec.add("op_latency", lat["operator"])
         rec.add("queue_latency", lat["queue"])
         rec.add("turn_latency", lat["turn"])

@@ -85,7 +85,7 @@ def run(ctx: Context) -> list[Figure]:
             res["echo_wall"], res["echo_cpu"] = _per_frame(
                 proc.pid, lambda: echo.flood(target, s, n), total
             )
-    with voice_stack(cfg, FakeSettings()) as stack:
+    with voice_stack(ctx, FakeSettings()) as stack:
         asyncio.run(converse_flood(stack.target, s, max(10, n // 10)))  # warm-up
         for i, res in enumerate(results):
             ctx.log(f"transport: Converse run {i + 1}/{cfg.repeat}")

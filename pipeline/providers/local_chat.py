@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,16 @@ SYSTEM_PROMPT = (
     "text. No lists, no markdown, no emoji."
 )
 _DONE = object()
+# The end of a sentence, once the whitespace after it has arrived ("3.5" is not an end).
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
+
+
+def _nth_sentence_end(text: str, n: int) -> int | None:
+    """Index just past the `n`-th complete sentence of `text`, if it has that many."""
+    for count, match in enumerate(_SENTENCE_END.finditer(text), 1):
+        if count == n:
+            return match.end()
+    return None
 
 
 def bundled_model_path() -> str:
@@ -56,6 +67,8 @@ class _Engine:
     def __init__(self, model_path: str, threads: int, context_tokens: int) -> None:
         from llama_cpp import Llama
 
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(f"no GGUF model file at {model_path!r}")
         started = time.perf_counter()
         self.llm = Llama(
             model_path=model_path,
@@ -65,9 +78,15 @@ class _Engine:
             verbose=False,
         )
         self.load_s = time.perf_counter() - started
+        # The first evaluation sets up llama.cpp's compute buffers (seconds on a small CPU):
+        # pay that now, not in someone's first turn.
+        self.llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=1)
+        self.warm_s = time.perf_counter() - started - self.load_s
         self.context_tokens = context_tokens
         self.pool = WorkerPool("local-chat", workers=1)
-        log.info("loaded chat model %s in %.2fs", model_path, self.load_s)
+        log.info(
+            "loaded chat model %s in %.2fs (+%.2fs warm-up)", model_path, self.load_s, self.warm_s
+        )
 
 
 _engines: dict[tuple[str, int, int], _Engine] = {}
@@ -93,6 +112,7 @@ class LocalChat:
         context_tokens: int = 2048,
         temperature: float = 0.2,
         queue_timeout_s: float = 10.0,
+        max_sentences: int = 3,
     ) -> None:
         self.model_path = model_path or bundled_model_path()
         self.engine = _engine(self.model_path, threads, context_tokens)
@@ -100,6 +120,8 @@ class LocalChat:
         self.max_tokens = min(max_tokens, context_tokens // 2)
         self.temperature = temperature
         self.queue_timeout_s = queue_timeout_s
+        # A 135M model often ignores "be brief": stop it after this many sentences (0 = never).
+        self.max_sentences = max_sentences
 
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -136,12 +158,24 @@ class LocalChat:
                 top_p=0.9,
                 repeat_penalty=1.1,
             )
+            said = ""
             for chunk in chunks:
                 if stop.is_set():
                     break
                 text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    push(text)
+                if not text:
+                    continue
+                end = (
+                    _nth_sentence_end(said + text, self.max_sentences)
+                    if self.max_sentences
+                    else None
+                )
+                if end is not None:  # enough said: keep the end of that sentence, stop there
+                    if end > len(said):
+                        push((said + text)[len(said) : end])
+                    break
+                said += text
+                push(text)
         except Exception as exc:  # llama.cpp errors carry no stable type
             log.warning("local chat generation failed: %s", exc)
             push(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -19,6 +20,7 @@ from pipeline.providers.base import ProviderError
 from pipeline.providers.workers import WorkerPool
 
 log = logging.getLogger(__name__)
+logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # not a line per utterance
 
 NAME = "local/faster-whisper-tiny.en"
 WHISPER_RATE = 16_000
@@ -39,13 +41,30 @@ class _Engine:
     def __init__(self, model_path: str, threads: int, queue_timeout_s: float) -> None:
         from faster_whisper import WhisperModel
 
+        if not Path(model_path, "model.bin").is_file():
+            # faster-whisper would take any other string for a model name to download
+            raise FileNotFoundError(f"no CTranslate2 Whisper model (model.bin) in {model_path!r}")
         started = time.perf_counter()
         self.model = WhisperModel(
-            model_path, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1
+            str(model_path),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+            num_workers=1,
+            local_files_only=True,  # never a download at run time
         )
         self.load_s = time.perf_counter() - started
+        # The first inference sets up buffers (~0.5 s): pay that now, not in someone's turn.
+        warm = np.random.default_rng(0).normal(0, 0.01, WHISPER_RATE).astype(np.float32)
+        list(self.model.transcribe(warm, language="en", beam_size=1, without_timestamps=True)[0])
+        self.warm_s = time.perf_counter() - started - self.load_s
         self.pool = WorkerPool("local-stt", workers=1, queue_timeout_s=queue_timeout_s)
-        log.info("loaded Whisper model %s in %.2fs", model_path, self.load_s)
+        log.info(
+            "loaded Whisper model %s in %.2fs (+%.2fs warm-up)",
+            model_path,
+            self.load_s,
+            self.warm_s,
+        )
 
 
 _engines: dict[tuple[str, int], _Engine] = {}

@@ -60,7 +60,7 @@ class LocalTextToSpeech:
             self.synth = EspeakSynthesizer(voice, rate_wpm)
         except ValueError as exc:
             raise ValueError(
-                f"{exc}; set LOCAL_TTS_VOICE to an eSpeak NG voice such as en-us or en-gb+f3"
+                f"{exc}; set LOCAL_TTS_VOICE to an eSpeak NG voice such as en-us or en-us+f3"
             ) from None
         self.sample_rate = self.synth.sample_rate
         self.default_voice = voice
@@ -79,7 +79,9 @@ class LocalTextToSpeech:
             return  # only emoji, markup or symbols: nothing to say
         voice = voice or self.default_voice
         for piece in split_for_speech(text):
-            samples = await self.pool.run(self._synthesize, piece, voice, timeout=self.queue_timeout_s)
+            samples = await self.pool.run(
+                self._synthesize, piece, voice, timeout=self.queue_timeout_s
+            )
             if samples.size:
                 yield samples.tobytes()
 
@@ -89,9 +91,8 @@ class LocalTextToSpeech:
         except ValueError as exc:  # unknown voice
             raise ProviderError(
                 f"text-to-speech: unknown eSpeak NG voice {voice!r}; use one such as en-us, "
-                "en-gb or en-us+f3 (local TTS does not have OpenAI's voices)",
+                "en-gb-x-rp or en-us+f3 (local TTS does not have OpenAI's voices)",
                 code="invalid_request",
             ) from exc
         except RuntimeError as exc:
             raise ProviderError(f"text-to-speech provider failed: {exc}") from exc
-

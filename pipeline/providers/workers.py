@@ -116,9 +116,5 @@ class WorkerPool:
         with self._lock:
             self._waiting -= 1
 
-    def submit(self, fn: Callable[..., T], *args) -> concurrent.futures.Future[T]:
-        """Run `fn(*args)` on a worker without a timeout (start-up work, warm-up)."""
-        return self._executor.submit(fn, *args)
-
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,83 @@
+"""GET / (what this API is and where its docs are) and GET /health (can it serve now)."""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from server.app import SERVICE_NAME, SESSION_SERVICE_NAME, VoiceServer
+from server.http.deps import voice_server
+from server.http.schemas import ApiInfo, GrpcInfo, HealthOut, PartHealth
+
+router = APIRouter(tags=["General"])
+try:
+    VERSION = metadata.version("voiceagent")
+except metadata.PackageNotFoundError:  # running from a source tree that was not installed
+    VERSION = "0.0.0"
+DESCRIPTION = (
+    "Real-time voice agent: speech-to-text, an LLM and text-to-speech as one streaming "
+    "pipeline, over REST, a WebSocket and gRPC."
+)
+
+
+@router.get("/", summary="API information", response_model=ApiInfo)
+async def root(request: Request, server: Annotated[VoiceServer, Depends(voice_server)]) -> ApiInfo:
+    """Name, version, where the docs are, and the gRPC address of the same server."""
+    host = request.url.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    return ApiInfo(
+        name="Voice Agent API",
+        version=VERSION,
+        description=DESCRIPTION,
+        docs="/docs",
+        redoc="/redoc",
+        openapi="/openapi.json",
+        websocket="/ws/voice-agent/{session_id}",
+        grpc=GrpcInfo(
+            address=f"{host}:{server.port}", services=[SERVICE_NAME, SESSION_SERVICE_NAME]
+        ),
+    )
+
+
+@router.get(
+    "/health",
+    summary="Health of the process, the database and the providers",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "A required part is down."}},
+)
+async def health(
+    request: Request, response: Response, server: Annotated[VoiceServer, Depends(voice_server)]
+) -> HealthOut:
+    """200 while the server can serve; 503, with `reason`, when the database is unreachable
+    or a provider is not configured (every turn would fail)."""
+    reasons = []
+    db_ok = server.db is not None and await server.db.healthy()
+    if not db_ok:
+        reasons.append("the database is unreachable")
+    providers = {}
+    for role in ("stt", "chat", "tts"):
+        provider = getattr(server.providers, role)
+        missing = provider.name == "unconfigured"
+        detail = getattr(provider, "reason", "") if missing else ""
+        providers[role] = PartHealth(
+            status="not_configured" if missing else "ok", name=provider.name, detail=detail
+        )
+        if missing:
+            reasons.append(f"no {role} provider: {detail}")
+    if reasons:
+        response.status_code = 503
+    writer = server.writer
+    return HealthOut(
+        status="unavailable" if reasons else "ok",
+        reason="; ".join(reasons),
+        version=VERSION,
+        uptime_s=round(time.monotonic() - request.app.state.started_at, 3),
+        database=PartHealth(status="ok" if db_ok else "down", name="postgres"),
+        pending_writes=writer.pending if writer is not None else 0,
+        providers=providers,
+        live_sessions=len(server.live),
+        websocket_connections=len(request.app.state.ws),
+    )

@@ -1,0 +1,78 @@
+"""uvicorn inside the server's own event loop, next to gRPC.
+
+The socket is bound here rather than by uvicorn, so port 0 works (tests) and a busy port
+fails start-up with an exception instead of uvicorn's sys.exit. uvicorn's own signal
+handling is left out: the process's SIGINT/SIGTERM handlers stop the whole server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from server.http.audio_codec import MAX_UPLOAD_BYTES
+
+# One base64 recording of the largest allowed upload, plus its JSON envelope.
+WS_MAX_MESSAGE_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
+def bind(host: str, port: int) -> socket.socket:
+    host = host.strip("[]")
+    try:
+        if ":" in host:
+            return socket.create_server(
+                (host, port), family=socket.AF_INET6, dualstack_ipv6=host == "::"
+            )
+        return socket.create_server((host, port))
+    except OSError as exc:
+        raise RuntimeError(f"cannot bind HTTP to {host}:{port}: {exc}") from None
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, host: str, port: int, shutdown_grace_s: float) -> None:
+        self.host, self.requested_port = host, port
+        self.config = uvicorn.Config(
+            app,
+            loop="none",
+            lifespan="off",
+            log_config=None,
+            ws_max_size=WS_MAX_MESSAGE_BYTES,
+            timeout_graceful_shutdown=max(1, round(shutdown_grace_s)),
+        )
+        self.server = _EmbeddedServer(self.config)
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        sock = bind(self.host, self.requested_port)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="http")
+        while not self.server.started:
+            if self._task.done():  # failed during start-up
+                sock.close()
+                self._task.result()
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening, close idle connections and WebSockets, wait for responses."""
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None

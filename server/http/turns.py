@@ -1,0 +1,94 @@
+"""One conversation turn for a REST request, run through a VoiceSession like any other.
+
+The request's input (typed text or a whole recorded utterance) goes into a session resumed
+from the store, input ends, and the session's events are collected until its stream closes:
+the transcript, the reply text and the reply audio. The turn is recorded by the session's
+own recorder, exactly as for a gRPC stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException
+from voiceagent.v1 import converse_pb2
+
+from pipeline.session import VoiceSession
+from server.http import audio_codec
+from server.http.live import OUTPUT_RATE, SessionAccess
+from server.http.schemas import Latency, TurnOut
+
+Push = Callable[[VoiceSession], Awaitable[None]]
+ERROR_STATUS = {
+    converse_pb2.ERROR_CODE_PROVIDER_NOT_CONFIGURED: 503,
+    converse_pb2.ERROR_CODE_RESOURCE_EXHAUSTED: 503,
+}  # other errors: 502, a provider failed
+
+
+@dataclass
+class TurnOutcome:
+    session_id: str
+    user_text: str = ""
+    agent_text: str = ""
+    turn_index: int = 0
+    completed: bool = False
+    latency: dict = field(default_factory=dict)
+    audio: bytearray = field(default_factory=bytearray)  # mono PCM at OUTPUT_RATE
+    errors: list[converse_pb2.Error] = field(default_factory=list)
+
+    def collect(self, event: converse_pb2.ConverseResponse) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "transcript":
+            self.user_text = event.transcript.text
+        elif kind == "agent_audio":
+            self.audio += event.agent_audio.audio
+        elif kind == "turn_completed":
+            done = event.turn_completed
+            self.completed, self.turn_index = True, done.turn_index
+            self.user_text, self.agent_text = done.user_text, done.agent_text
+            self.latency = {name: getattr(done.latency, name) for name in Latency.model_fields}
+        elif kind == "error":
+            self.errors.append(event.error)
+
+
+async def run_turn(access: SessionAccess, session_id: str, push: Push) -> TurnOutcome:
+    """Resume the session, feed it one input, and wait for the reply to complete."""
+    record, options = await access.resume(session_id, audio_input=False)
+    outcome = TurnOutcome(record.id)
+    async with access.running(record, options) as session:
+        await push(session)
+        await session.end_input()
+        while (event := await session.events.queue.get()) is not None:
+            outcome.collect(event)
+    if outcome.errors:
+        error = outcome.errors[0]
+        raise HTTPException(ERROR_STATUS.get(error.code, 502), error.message)
+    if not outcome.completed:
+        raise HTTPException(422, "no speech was recognized in the audio")
+    return outcome
+
+
+async def turn_response(outcome: TurnOutcome, include_audio: bool, **extra) -> dict:
+    """The fields of a TurnOut; the MP3 is encoded in a worker thread."""
+    audio_ms = round(len(outcome.audio) / 2 / OUTPUT_RATE * 1000)
+    audio_b64 = None
+    if include_audio and outcome.audio:
+        mp3 = await asyncio.to_thread(audio_codec.encode, bytes(outcome.audio), OUTPUT_RATE)
+        audio_b64 = base64.b64encode(mp3).decode("ascii")
+    return (
+        TurnOut(
+            session_id=outcome.session_id,
+            user_input=outcome.user_text,
+            agent_response=outcome.agent_text,
+            state="disconnected",  # idle, no live stream: what the store records after a turn
+            turn_index=outcome.turn_index,
+            latency=Latency(**outcome.latency),
+            audio_base64=audio_b64,
+            audio_format="mp3" if audio_b64 else None,
+            audio_duration_ms=audio_ms,
+        ).model_dump()
+        | extra
+    )

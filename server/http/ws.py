@@ -1,0 +1,159 @@
+"""WS /ws/voice-agent/{session_id}: the original real-time protocol on a VoiceSession.
+
+The id in the path is the client's choice: a UUID is used as it is, any other string (the
+original client's "session123") maps to a stable uuid5, and a session that does not exist
+yet is created. One reader task feeds the session (typed text, whole recorded utterances
+straight to speech-to-text, continuous pcm16 through the VAD) while this handler sends the
+session's events. A bad message gets an error message and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from fastapi import APIRouter, WebSocket
+
+from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
+from pipeline.session import VoiceSession
+from server.http import audio_codec
+from server.http.live import NO_PACING_MS, SessionAccess, session_uuid
+from server.http.ws_protocol import (
+    AudioChunk,
+    Control,
+    EventRenderer,
+    ProtocolError,
+    TextInput,
+    error,
+    parse,
+)
+from server.http.ws_registry import WsConnection, WsRegistry
+from server.validation import InvalidRequest
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+RETRY_LATER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+@router.websocket("/ws/voice-agent/{session_id}")
+async def voice_agent_socket(
+    websocket: WebSocket, session_id: str, customer_id: str = "", stream_audio: bool = False
+) -> None:
+    access: SessionAccess = websocket.app.state.access
+    registry: WsRegistry = websocket.app.state.ws
+    await websocket.accept()
+    try:
+        sid = session_uuid(session_id)
+        created = await access.ensure(sid, customer_id[:200])
+        lead = access.server.settings.output_lead_ms if stream_audio else NO_PACING_MS
+        record, options = await access.resume(sid, audio_input=True, lead_ms=lead)
+        async with access.running(record, options) as session:
+            client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
+            conn = WsConnection(session_id, sid, client, session)
+            registry.add(conn)
+            try:
+                p = access.server.providers
+                names = {"stt": p.stt.name, "chat": p.chat.name, "tts": p.tts.name}
+                await Socket(websocket, conn, EventRenderer(stream_audio)).serve(not created, names)
+            finally:
+                registry.remove(conn)
+                conn.closed.set()
+    except InvalidRequest as exc:  # cannot open the session: say why, then close
+        with contextlib.suppress(Exception):
+            await websocket.send_json(error(str(exc)))
+            await websocket.close(1013 if exc.code in RETRY_LATER else 1008, str(exc)[:120])
+
+
+class Socket:
+    def __init__(self, websocket: WebSocket, conn: WsConnection, renderer: EventRenderer):
+        self.websocket, self.conn, self.renderer = websocket, conn, renderer
+        self.session: VoiceSession = conn.session
+        self._send_lock = asyncio.Lock()
+        self._resampler: StreamResampler | None = None
+        self._client_gone = False
+        self._input_ended = False
+
+    async def serve(self, resumed: bool, providers: dict[str, str]) -> None:
+        reader = asyncio.create_task(self._read(), name=f"ws-reader:{self.conn.session_id}")
+        try:
+            await self.send({"type": "session_started", "session_id": self.conn.session_id,
+                             "client_session_id": self.conn.client_session_id,
+                             "resumed": resumed, "providers": providers})  # fmt: skip
+            while (event := await self.session.events.queue.get()) is not None:
+                for message in await self.renderer.render(event):
+                    if not await self.send(message):
+                        return
+                self.conn.turns = self.renderer.turns
+            await self._close()
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _close(self) -> None:
+        """The session's stream ended: say why in the close frame."""
+        if self._client_gone:
+            return
+        code, reason = self.conn.close_code, self.conn.close_reason
+        if not reason:
+            end = self.session.end_reason
+            if end == "shutdown":
+                code, reason = 1012, "server restarting; reconnect with the same id to continue"
+            elif end == "hang_up":
+                reason = "session ended"
+            else:
+                reason = "input ended"
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code, reason)
+
+    async def send(self, message: dict) -> bool:
+        async with self._send_lock:
+            try:
+                await self.websocket.send_json(message)
+            except Exception:  # the client is gone (closed, reset): nothing to tell it
+                self._client_gone = True
+                await self.session.close()
+                return False
+        self.conn.sent += 1
+        return True
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                frame = await self.websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                self.conn.received += 1
+                try:
+                    await self._apply(parse(frame.get("text")))
+                except (ProtocolError, audio_codec.AudioError, InvalidRequest) as exc:
+                    await self.send(error(str(exc)))
+        except Exception as exc:  # a broken connection ends like a disconnect
+            log.debug("WebSocket %s reader ended: %r", self.conn.session_id, exc)
+        self._client_gone = True
+        await self.session.close()
+
+    async def _apply(self, message: AudioChunk | TextInput | Control) -> None:
+        if self._input_ended:
+            raise ProtocolError("input has ended (end_of_input was sent); reconnect to go on")
+        if isinstance(message, TextInput):
+            await self.session.push_text(message.text)
+        elif isinstance(message, Control):
+            if message.action == "interrupt":
+                await self.session.interrupt()
+            else:
+                self._input_ended = True
+                await self.session.end_input()
+        elif message.is_stream:
+            await self.session.push_audio(self._to_pipeline(message))
+        else:
+            decoded = await asyncio.to_thread(audio_codec.decode, message.data, "audio_data")
+            await self.session.push_utterance(decoded.pcm)
+
+    def _to_pipeline(self, chunk: AudioChunk) -> bytes:
+        """A pcm16 chunk at its own rate and channels -> the session's 16 kHz mono stream."""
+        fmt = PcmFormat(chunk.sample_rate, chunk.channels)
+        if self._resampler is None or self._resampler.src != fmt:
+            self._resampler = StreamResampler(fmt, PIPELINE_RATE)
+        return self._resampler.process(chunk.data)
