@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import scenarios  # noqa: F401 - registers the scenarios
 from bench.context import BenchConfig, Context
+from bench.live import summaries
 from bench.registry import SCENARIOS, Figure
 from bench.report import environment, table, write_json
 from bench.stack import stop_postgres
@@ -89,7 +90,7 @@ def _run(cfg: BenchConfig, chosen: list[str], ctx: Context) -> int:
             errors[name] = traceback.format_exc()
             ctx.log(f"scenario {name} FAILED:\n{errors[name]}")
     seconds = time.perf_counter() - started
-    path = write_json(cfg.results_dir, cfg, figures, meta, errors, seconds)
+    path = write_json(cfg.results_dir, cfg, figures, meta, errors, seconds, summaries(ctx))
     print(table(figures))
     print(f"\n{len(figures)} figures in {seconds:.0f} s on {meta['cores']} cores; JSON: {path}")
     if errors:

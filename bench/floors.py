@@ -100,7 +100,8 @@ async def _hop(inbox: asyncio.Queue[Any], put: Callable | None, arrive: Arrive) 
 
 
 async def paced_latencies(kinds: list[str], frames: int, warmup: int) -> dict[str, list[float]]:
-    """Per-frame latency (us), one frame per chain every 20 ms on an absolute schedule.
+    """Per-frame latency (us) from the put into the first stage to the last stage's handling,
+    one frame per chain every 20 ms on an absolute schedule.
 
     The chains take turns inside each 20 ms slot (offset by 20/len(kinds) ms), so they see the
     same machine at the same moments without sharing a slot."""

@@ -19,6 +19,7 @@ from bench.procs import (
     Child,
     child,
     cpu_seconds,
+    family_cpu_seconds,
     machine_jiffies,
     rss_bytes,
     thread_cpu_seconds,
@@ -66,11 +67,39 @@ class LiveResult:
     rss_peak: int  # highest server RSS sampled in the window
     loadgens: int
     main_thread_cpu_s: float  # the server's event-loop thread (it holds the GIL most)
+    postgres_cpu_s: float  # the embedded Postgres the server writes sessions to
     machine_busy: float  # share of all cores busy, whole machine, over the window
     extra: dict = field(default_factory=dict)
 
     def pct_core(self, cpu_s: float) -> float:
         return cpu_s / self.window_s * 100.0
+
+    def summary(self) -> dict:
+        """What the JSON keeps of a run besides its figures: the whole-run readings."""
+        d = self.data
+        keep = ("turns", "interrupted", "failed_streams", "error_events", "failed", "errors")
+        return {
+            **self.extra,
+            "window_s": round(self.window_s, 2),
+            "server_cpu_s": self.server_cpu_s,
+            "server_main_thread_cpu_s": self.main_thread_cpu_s,
+            "postgres_cpu_s": self.postgres_cpu_s,
+            "loadgen_cpu_s": self.loadgen_cpu_s,
+            "loadgens": self.loadgens,
+            "machine_busy": self.machine_busy,
+            "rss_base_mb": self.rss_base / 2**20,
+            "rss_peak_mb": self.rss_peak / 2**20,
+            **{k: d.get(k) for k in keep},
+        }
+
+
+def summaries(ctx: Context) -> list[dict]:
+    """Every live run of this invocation, for the JSON file."""
+    return [
+        {"repeat": key[2], **res.summary()}
+        for key, res in ctx.cache.items()
+        if isinstance(key, tuple) and key[0] == "live"
+    ]
 
 
 def live_run(ctx: Context, job: LiveJob, rep: int) -> LiveResult:
@@ -123,6 +152,8 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
         _sleep_until(start_at + job.measure_from)
         cpu0 = [cpu_seconds(p) for p in pids]
         threads0, machine0 = thread_cpu_seconds(server), machine_jiffies()
+        pg = stack.postgres_pid()
+        pg0 = family_cpu_seconds(pg) if pg else {}
         t0 = time.perf_counter()
         rss_peak, measure_to = 0, start_at + job.measure_from + job.measure_s
         while time.perf_counter() < measure_to:
@@ -130,6 +161,7 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
             time.sleep(min(0.2, max(0.0, measure_to - time.perf_counter())))
         cpu1 = [cpu_seconds(p) for p in pids]
         threads1, machine1 = thread_cpu_seconds(server), machine_jiffies()
+        pg1 = family_cpu_seconds(pg) if pg else {}
         window = time.perf_counter() - t0
         results = []
         deadline = start_at + job.measure_from + job.measure_s + job.grace_s + 60.0
@@ -151,6 +183,7 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
         rss_peak=rss_peak,
         loadgens=len(gens),
         main_thread_cpu_s=threads1.get(server, 0.0) - threads0.get(server, 0.0),
+        postgres_cpu_s=sum(s - pg0.get(p, 0.0) for p, s in pg1.items()) if pg else float("nan"),
         machine_busy=busy / total if total else float("nan"),
         extra={
             "job": asdict(job),

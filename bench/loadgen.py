@@ -190,18 +190,20 @@ class Stream:
             )
 
 
+SAMPLES = (  # lists of ms, one entry per counted event (or frame, for "lag")
+    "vad_start", "vad_stop", "vad_from_send", "v2v", "share", "lag",
+    "server_turn", "stt_ms", "llm_ms", "tts_ms",  # the server's TurnLatency, per counted turn
+    "barge",  # dicts, one per counted barge-in
+)  # fmt: skip
+
+
 def empty_result() -> dict[str, Any]:
-    lists = ("vad_start", "vad_stop", "vad_from_send", "v2v", "share", "server_turn", "lag")
-    lists += ("barge",)
-    lists += ("stt_ms", "llm_ms", "tts_ms")  # the server's TurnLatency, per counted turn
+    counters = ("failed_streams", "error_events", "turns", "interrupted")
     return {
-        **{k: [] for k in lists},
-        "errors": [],
+        **{k: [] for k in SAMPLES},
+        **dict.fromkeys(counters, 0),
+        "errors": [],  # first few messages, for the log
         "failed": [],
-        "failed_streams": 0,
-        "error_events": 0,
-        "turns": 0,
-        "interrupted": 0,
     }
 
 

@@ -39,9 +39,19 @@ def _die_with_parent() -> None:
 
 
 class Child:
-    """A `python -m <module>` child with pipes to stdin/stdout and stderr in a log file."""
+    """A `python -m <module>` child with pipes to stdin/stdout and stderr in a log file.
 
-    def __init__(self, name: str, module: str, args: list[str], env: dict[str, str]) -> None:
+    With `read_stdout=False` stdout goes to the log too: a pipe nobody reads would block a
+    child (or the Postgres it starts, which inherits it) once 64 KiB were written."""
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        args: list[str],
+        env: dict[str, str],
+        read_stdout: bool = True,
+    ) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = LOG_DIR / f"{name}-{os.getpid()}.log"
@@ -51,7 +61,7 @@ class Child:
             cwd=ROOT,
             env={**os.environ, **env},
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if read_stdout else self._log,
             stderr=self._log,
             preexec_fn=_die_with_parent,
         )
@@ -107,9 +117,10 @@ def child(
     args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     stop_grace: float = 5.0,
+    read_stdout: bool = True,
 ) -> Iterator[Child]:
     """A child for the duration of the block: TERM at the end, KILL after `stop_grace`."""
-    proc = Child(name, module, list(args), env or {})
+    proc = Child(name, module, list(args), env or {}, read_stdout)
     try:
         yield proc
     finally:
@@ -153,6 +164,20 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+    return out
+
+
+def family_cpu_seconds(root: int) -> dict[int, float]:
+    """CPU of a process and its direct children (e.g. a postmaster and its backends)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(entry) == root or int(fields[1]) == root:  # fields[1]: ppid
+                out[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICK
     return out
 
 

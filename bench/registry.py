@@ -62,9 +62,6 @@ class Figure:
     ok: bool | None = None  # every goal met; None when there is no goal or no data
     note: str = ""
 
-    def numbers(self) -> list[float | None]:
-        return [self.p50, self.p99] if self.value is None else [self.value]
-
 
 def make_figure(scenario: str, key: str, spec: Spec, runs: list[dict]) -> Figure:
     fig = Figure(scenario, key, spec.label, spec.unit, runs=runs, note=spec.note)

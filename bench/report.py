@@ -102,6 +102,7 @@ def write_json(
     meta: dict,
     errors: dict[str, str],
     seconds: float,
+    runs: list[dict],
 ) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -111,6 +112,7 @@ def write_json(
         "config": dataclasses.asdict(config),
         "errors": errors,
         "figures": [dataclasses.asdict(f) for f in figures],
+        "live_runs": runs,
     }
     path.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n")
     return path

@@ -54,10 +54,15 @@ class Stack:
     server: Child
     fake: Child
     port: int
+    data_dir: Path
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def postgres_pid(self) -> int | None:
+        """The embedded Postgres server's postmaster, if it is running."""
+        return _postmaster(self.data_dir)
 
 
 @contextlib.contextmanager
@@ -70,8 +75,15 @@ def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
         env = {
             "GRPC_HOST": "127.0.0.1",
             "GRPC_PORT": str(port),
+            "HTTP_HOST": "127.0.0.1",  # the REST/WebSocket API: any free port, loopback only
+            "HTTP_PORT": "0",
             "OPENAI_API_KEY": "bench-key",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            # Explicit, so a developer's .env cannot swap in local models or a real database.
+            "STT_PROVIDER": "openai",
+            "CHAT_PROVIDER": "openai",
+            "TTS_PROVIDER": "openai",
+            "DATABASE_URL": "",
             "DATA_DIR": str(ctx.data_dir),
             "VAD_START_MS": str(cfg.vad_start_ms),
             "VAD_STOP_MS": str(cfg.vad_stop_ms),
@@ -85,24 +97,34 @@ def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
             prof = cfg.profile_dir / f"server-{time.strftime('%H%M%S')}-{port}.prof"
             module, args = "cProfile", ["-o", str(prof), "-m", "server"]
         try:
-            with child("server", module, args, env, stop_grace=20.0) as server:
+            with child("server", module, args, env, 20.0, read_stdout=False) as server:
                 wait_healthy(server, port, timeout=60.0)
-                yield Stack(server, fake_proc, port)
+                yield Stack(server, fake_proc, port, ctx.data_dir)
         finally:
             stop_postgres(ctx.data_dir)
+
+
+def _postmaster(data_dir: Path) -> int | None:
+    """The pid in the data directory's postmaster.pid, if that process is our Postgres
+    (a stale pid file may name an unrelated process by now)."""
+    pgdata = data_dir / "postgres"
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"postgres" in cmdline and str(pgdata).encode() in cmdline else None
 
 
 def stop_postgres(data_dir: Path, timeout: float = 20.0) -> None:
     """Stop the embedded Postgres of `data_dir` if it is still running (its pid file says
     which process): the voice server normally stops it, but not when it was killed."""
-    pgdata = data_dir / "postgres"
+    pid = _postmaster(data_dir)
+    if pid is None:
+        return
     try:
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"postgres" not in cmdline or str(pgdata).encode() not in cmdline:
-            return  # a stale pid file: that pid is not our Postgres
         os.kill(pid, signal.SIGINT)  # Postgres "fast shutdown"
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

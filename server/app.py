@@ -24,6 +24,7 @@ from server.persistence.database import Database
 from server.persistence.writer import WriteBehindWriter
 from server.providers import build_providers
 from server.service import VoiceAgentService
+from server.session_opener import SessionOpener
 from server.session_service import SessionService
 from server.sessions import LiveSessions, SessionStore
 
@@ -54,6 +55,7 @@ class VoiceServer:
         self.db: Database | None = None
         self.writer: WriteBehindWriter | None = None
         self.store: SessionStore | None = None
+        self.opener: SessionOpener | None = None
         self.http: HttpServer | None = None
         self.port = 0
         self.http_port = 0
@@ -67,7 +69,8 @@ class VoiceServer:
         self.writer = WriteBehindWriter(self.db.pool, settings.db_writer_max_pending)
         self.writer.start()
         self.store = SessionStore(self.db, self.writer)
-        service = VoiceAgentService(settings, self.providers, self.batcher, self.store, self.live)
+        self.opener = SessionOpener(settings, self.providers, self.batcher, self.store, self.live)
+        service = VoiceAgentService(self.opener)
         pb_grpc.add_VoiceAgentServiceServicer_to_server(service, self.grpc)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionService(self.store, self.live), self.grpc

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.conversation import DEFAULT_INSTRUCTIONS
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server for WebRTC calls, as a browser's RTCIceServer."""
+
+    urls: str | list[str]
+    username: str | None = None
+    credential: str | None = None
 
 
 class Settings(BaseSettings):
@@ -84,3 +92,14 @@ class Settings(BaseSettings):
         1000, ge=1, description="Live streams beyond this get RESOURCE_EXHAUSTED."
     )
     shutdown_grace_s: float = Field(5.0, ge=0)
+    # WebRTC calls (webrtc_bridge): ICE servers for deployments behind NAT, and how long a call
+    # may take to connect (or stay disconnected) before it is ended.
+    webrtc_ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description='JSON, e.g. [{"urls": "stun:stun.example.org:3478"}, {"urls": '
+        '"turn:turn.example.org:3478", "username": "u", "credential": "p"}]; empty = host '
+        "candidates only (same network).",
+    )
+    webrtc_ice_timeout_s: float = Field(
+        30.0, ge=1, le=600, description="A call not connected (or disconnected) this long ends."
+    )

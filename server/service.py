@@ -11,14 +11,12 @@ from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 from voiceagent.v1.converse_pb2 import ConverseRequest, ConverseResponse
 
 from pipeline.audio import PcmFormat, Rechunker, StreamResampler
-from pipeline.providers.base import ProviderError, Providers
-from pipeline.silero import SileroBatcher
+from pipeline.providers.base import ProviderError
 from pipeline.text import clean_for_speech
 from pipeline.transcription import TranscriptionSession
 from server import validation as check
-from server.config import Settings
 from server.converse import ConverseHandler
-from server.sessions import LiveSessions, SessionStore
+from server.session_opener import SessionOpener
 from server.validation import InvalidRequest
 
 SYNTH_CHUNK_MS = 100
@@ -30,16 +28,10 @@ PROVIDER_STATUS = {
 
 
 class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
-    def __init__(
-        self,
-        settings: Settings,
-        providers: Providers,
-        batcher: SileroBatcher,
-        store: SessionStore,
-        live: LiveSessions,
-    ) -> None:
-        self.settings, self.providers, self.batcher = settings, providers, batcher
-        self.converse = ConverseHandler(settings, providers, batcher, store, live)
+    def __init__(self, opener: SessionOpener) -> None:
+        self.settings, self.providers = opener.settings, opener.providers
+        self.batcher = opener.batcher
+        self.converse = ConverseHandler(opener)
 
     async def Converse(
         self, requests: AsyncIterator[ConverseRequest], context: grpc.aio.ServicerContext

@@ -66,8 +66,10 @@ class SessionStore:
             self._cache.popitem(last=False)
         return record
 
-    def _new(self, customer_id: str, instructions: str, voice: str | None):
-        record = SessionRecord(str(uuid.uuid4()), customer_id, instructions, voice)
+    def _new(
+        self, customer_id: str, instructions: str, voice: str | None, session_id: str | None = None
+    ):
+        record = SessionRecord(session_id or str(uuid.uuid4()), customer_id, instructions, voice)
         config = {"voice": voice} if voice else {}
         writes = records.session_created(
             record.id, customer_id, instructions, voice, config, record.created_at
@@ -81,10 +83,11 @@ class SessionStore:
         return self._remember(record)
 
     async def create_now(
-        self, customer_id: str, instructions: str, voice: str | None
+        self, customer_id: str, instructions: str, voice: str | None, session_id: str | None = None
     ) -> SessionRecord:
-        """A session created by request: durable before this returns."""
-        record, writes = self._new(customer_id, instructions, voice)
+        """A session created by request: durable before this returns. With `session_id`, under
+        that id (idempotent: creating an existing id changes nothing)."""
+        record, writes = self._new(customer_id, instructions, voice, session_id)
         await self.writer.flush(timeout=5)  # keep order with what is already queued
         await queries.write_now(self.db.pool, writes)
         return self._remember(record)

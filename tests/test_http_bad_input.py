@@ -23,7 +23,9 @@ async def still_works(http: httpx.AsyncClient, sid: str) -> None:
         "/voice/speech-to-text", files={"audio_file": ("a.wav", speech_file("wav"), "audio/wav")}
     )
     assert ok.status_code == 200, ok.text
-    turn = await http.post("/conversation/process", json={"session_id": sid, "text": "Still there?"})
+    turn = await http.post(
+        "/conversation/process", json={"session_id": sid, "text": "Still there?"}
+    )
     assert turn.status_code == 200, turn.text
 
 
@@ -55,7 +57,10 @@ LONG = encode_file(b"\x00\x00" * 8_000 * 61, 8_000, 1, "wav", "pcm_s16le")  # 61
     ],
 )  # fmt: skip
 async def test_unusable_audio(http, sid, fake_openai, name, data, status, message):
-    for path, form in (("/voice/speech-to-text", {}), ("/voice-agent/process", {"session_id": sid})):
+    for path, form in (
+        ("/voice/speech-to-text", {}),
+        ("/voice-agent/process", {"session_id": sid}),
+    ):
         reply = await http.post(path, files={"audio_file": (name, data)}, data=form)
         assert reply.status_code == status, reply.text
         assert message in reply.json()["detail"]

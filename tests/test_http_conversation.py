@@ -107,7 +107,9 @@ async def test_sessions_page_newest_first_and_filter_by_customer(agent):
         await http.post("/conversation/start", json={"customer_id": "bob"})
         seen, token, pages = [], "", 0
         while True:
-            params = {"customer_id": "alice", "page_size": 2} | ({"page_token": token} if token else {})
+            params = {"customer_id": "alice", "page_size": 2} | (
+                {"page_token": token} if token else {}
+            )
             page = (await http.get("/sessions", params=params)).json()
             seen += [s["session_id"] for s in page["sessions"]]
             pages, token = pages + 1, page["next_page_token"]

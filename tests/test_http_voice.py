@@ -118,7 +118,9 @@ async def test_text_to_speech_pcm_is_raw_with_its_rate(agent, fake_openai):
             "/voice/text-to-speech", json={"text": "Hello there.", "format": "pcm", "voice": "nova"}
         )
     assert reply.status_code == 200
-    assert reply.headers["x-sample-rate"] == "24000" and reply.headers["content-type"] == "audio/pcm"
+    assert (
+        reply.headers["x-sample-rate"] == "24000" and reply.headers["content-type"] == "audio/pcm"
+    )
     ms = max(100.0, len("Hello there.") * fake_openai.tts_ms_per_char)  # the fake's minimum
     assert len(reply.content) == 2 * round(ms * 24)
     assert fake_openai.requests[-1].body["voice"] == "nova"

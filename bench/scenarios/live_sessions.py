@@ -32,6 +32,7 @@ def specs(n: int) -> dict[str, Spec]:
         f"n{n}.server_cpu": Spec(f"{at} server CPU per session", "% core"),
         f"n{n}.server_cpu_total": Spec(f"{at} server CPU, whole process", "% core"),
         f"n{n}.server_cpu_main": Spec(f"{at} server CPU, event-loop thread", "% core"),
+        f"n{n}.postgres_cpu": Spec(f"{at} embedded Postgres CPU (session writes)", "% core"),
         f"n{n}.rss": Spec(f"{at} server RSS per session", "MB", goals=(Goal("value", "<=", 2.0),)),
         f"n{n}.loadgen_cpu": Spec(f"{at} load generators' CPU, all processes", "% core"),
         f"n{n}.machine_cpu": Spec(f"{at} machine CPU busy, all cores", "%"),
@@ -50,6 +51,7 @@ def record(rec: Recorder, n: int, res: LiveResult) -> None:
     rec.add(f"n{n}.server_cpu", res.pct_core(res.server_cpu_s) / n)
     rec.add(f"n{n}.server_cpu_total", res.pct_core(res.server_cpu_s))
     rec.add(f"n{n}.server_cpu_main", res.pct_core(res.main_thread_cpu_s))
+    rec.add(f"n{n}.postgres_cpu", res.pct_core(res.postgres_cpu_s))
     rec.add(f"n{n}.rss", (res.rss_peak - res.rss_base) / MiB / n)
     rec.add(f"n{n}.loadgen_cpu", res.pct_core(res.loadgen_cpu_s))
     rec.add(f"n{n}.machine_cpu", res.machine_busy * 100)

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import grpc
 from voiceagent.v1 import audio_pb2, converse_pb2
 
 from pipeline.audio import PIPELINE_RATE
-from pipeline.conversation import Conversation
-from pipeline.session import SessionOptions, VoiceSession
+from pipeline.session import SessionOptions
 from server import validation as check
-from server.converse import ConverseHandler
-from server.persistence import queries, records
 from server.persistence.writer import TRANSIENT as DB_DOWN
-from server.sessions import SessionBusy, SessionRecord, TooManySessions, utcnow
+from server.sessions import SessionRecord
 from server.validation import InvalidRequest
 
 if TYPE_CHECKING:
@@ -51,9 +46,7 @@ class SessionAccess:
     def __init__(self, server: VoiceServer) -> None:
         assert server.store is not None, "the server must be started first"
         self.server, self.store, self.live = server, server.store, server.live
-        self.converse = ConverseHandler(
-            server.settings, server.providers, server.batcher, server.store, server.live
-        )
+        self.opener = server.opener
 
     async def resume(
         self, session_id: str, audio_input: bool, lead_ms: float = NO_PACING_MS
@@ -68,7 +61,7 @@ class SessionAccess:
             config.input_format.CopyFrom(
                 audio_pb2.AudioFormat(encoding=LINEAR16, sample_rate_hz=PIPELINE_RATE, channels=1)
             )
-        record, options, _ = await self.converse._open(config)
+        record, options, _ = await self.opener.open(config)
         return record, dataclasses.replace(options, output_lead_ms=lead_ms)
 
     async def create(
@@ -85,11 +78,9 @@ class SessionAccess:
         try:
             if await self.store.get(session_id) is not None:
                 return False
-            settings = self.server.settings
-            writes = records.session_created(
-                session_id, customer_id, settings.instructions, None, {}, utcnow()
+            await self.store.create_now(
+                customer_id, self.server.settings.instructions, None, session_id
             )
-            await queries.write_now(self.store.db.pool, writes)
         except DB_DOWN as exc:
             raise InvalidRequest(
                 f"cannot open session {session_id}: the database is unavailable ({exc})",
@@ -97,36 +88,6 @@ class SessionAccess:
             ) from None
         return True
 
-    @asynccontextmanager
-    async def running(
-        self, record: SessionRecord, options: SessionOptions
-    ) -> AsyncIterator[VoiceSession]:
+    def running(self, record: SessionRecord, options: SessionOptions):
         """A started, registered session on `record`; closed and saved on exit."""
-        session = VoiceSession(
-            record.id,
-            self.server.providers,
-            self.server.batcher,
-            Conversation(record.instructions, record.history, record.next_turn_index),
-            options,
-            recorder=self.store.recorder(record),
-        )
-        try:
-            self.live.add(session)
-        except SessionBusy:
-            raise InvalidRequest(
-                f"session {record.id} is busy: another request or stream is live on it; "
-                "retry when it has finished",
-                grpc.StatusCode.FAILED_PRECONDITION,
-            ) from None
-        except TooManySessions:
-            raise InvalidRequest(
-                f"the server is at its limit of {self.live.limit} live sessions; retry later",
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-            ) from None
-        session.start()
-        try:
-            yield session
-        finally:
-            await session.close()
-            self.converse._save(record, session)
-            self.live.remove(session)
+        return self.opener.running(record, options)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, WebSocket
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
 from pipeline.session import VoiceSession
+from server import validation as check
 from server.http import audio_codec
 from server.http.live import NO_PACING_MS, SessionAccess, session_uuid
 from server.http.ws_protocol import (
@@ -46,7 +47,8 @@ async def voice_agent_socket(
     await websocket.accept()
     try:
         sid = session_uuid(session_id)
-        created = await access.ensure(sid, customer_id[:200])
+        check.bounded_text(customer_id, "customer_id", check.MAX_NAME_CHARS)
+        created = await access.ensure(sid, customer_id)
         lead = access.server.settings.output_lead_ms if stream_audio else NO_PACING_MS
         record, options = await access.resume(sid, audio_input=True, lead_ms=lead)
         async with access.running(record, options) as session:
@@ -63,7 +65,8 @@ async def voice_agent_socket(
     except InvalidRequest as exc:  # cannot open the session: say why, then close
         with contextlib.suppress(Exception):
             await websocket.send_json(error(str(exc)))
-            await websocket.close(1013 if exc.code in RETRY_LATER else 1008, str(exc)[:120])
+            reason = str(exc).encode()[:120].decode(errors="ignore")  # frames allow 123 bytes
+            await websocket.close(1013 if exc.code in RETRY_LATER else 1008, reason)
 
 
 class Socket:
@@ -129,6 +132,9 @@ class Socket:
                     await self._apply(parse(frame.get("text")))
                 except (ProtocolError, audio_codec.AudioError, InvalidRequest) as exc:
                     await self.send(error(str(exc)))
+                except Exception as exc:  # a bug must not end the conversation
+                    log.exception("WebSocket %s: message failed", self.conn.session_id)
+                    await self.send(error(f"internal error ({type(exc).__name__})", "internal"))
         except Exception as exc:  # a broken connection ends like a disconnect
             log.debug("WebSocket %s reader ended: %r", self.conn.session_id, exc)
         self._client_gone = True
