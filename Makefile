@@ -9,13 +9,20 @@ GEN_STAMP := gen/voiceagent/.gen-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test gen lint bench clean
+.PHONY: run test gen lint bench clean browser
 
 run: $(GEN_STAMP)
 	$(PY) -m server
 
-test: $(GEN_STAMP) lint
+test: $(GEN_STAMP) lint browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for the browser test (tests/test_webrtc_browser.py), from Debian's packages.
+# Where it cannot be installed (no root, no apt) the test skips and says why.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	} || echo "make browser: could not install chromium; the browser test will be skipped"
 
 # Benchmarks (a few minutes): prints a table, writes bench/results/*.json. E.g. BENCH_ARGS=--smoke
 bench: $(GEN_STAMP)

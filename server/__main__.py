@@ -33,9 +33,14 @@ async def main() -> None:
     )
     try:
         server = VoiceServer(settings)
-        await server.start()
-    except (DatabaseUnavailable, ProviderSetupError) as exc:
+    except ProviderSetupError as exc:
         log.error("%s", exc)
+        raise SystemExit(2) from None
+    try:
+        await server.start()
+    except (DatabaseUnavailable, RuntimeError) as exc:  # RuntimeError: a port cannot be bound
+        log.error("%s", exc)
+        await server.stop()  # whatever did start (the embedded Postgres, say) stops again
         raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

