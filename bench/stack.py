@@ -9,8 +9,6 @@ which outlives a killed parent, is stopped whenever the voice server is.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 
 from bench.context import BenchConfig, Context
 from bench.procs import Child, child, free_port, wait_healthy
+from server.persistence.database import postmaster_pid, stop_postmaster
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class Stack:
 
     def postgres_pid(self) -> int | None:
         """The embedded Postgres server's postmaster, if it is running."""
-        return _postmaster(self.data_dir)
+        return postmaster_pid(self.data_dir / "postgres")
 
 
 @contextlib.contextmanager
@@ -104,34 +103,7 @@ def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
             stop_postgres(ctx.data_dir)
 
 
-def _postmaster(data_dir: Path) -> int | None:
-    """The pid in the data directory's postmaster.pid, if that process is our Postgres
-    (a stale pid file may name an unrelated process by now)."""
-    pgdata = data_dir / "postgres"
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if b"postgres" in cmdline and str(pgdata).encode() in cmdline else None
-
-
-def stop_postgres(data_dir: Path, timeout: float = 20.0) -> None:
-    """Stop the embedded Postgres of `data_dir` if it is still running (its pid file says
-    which process): the voice server normally stops it, but not when it was killed."""
-    pid = _postmaster(data_dir)
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGINT)  # Postgres "fast shutdown"
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+def stop_postgres(data_dir: Path) -> None:
+    """Stop the embedded Postgres of `data_dir` if it is still running: the voice server
+    normally stops it, but not when it was killed."""
+    stop_postmaster(data_dir / "postgres")

