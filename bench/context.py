@@ -43,6 +43,17 @@ class BenchConfig:
     barge_delay_s: float = 0.3  # user starts talking this long after the agent's first audio
     barge_tts_ms_per_char: float = 150.0  # replies of a few seconds, so there is audio to cut
     barge_measure_s: float = 8.0
+    # 6. persistence (write-behind writer, embedded Postgres of its own)
+    persist_turns: int = 20_000  # turns submitted at once (3 rows each), timed to flush()
+    persist_sessions: int = 200  # the turns are spread over this many sessions
+    persist_paced_frames: int = 200  # audio-path frames per state (idle, writer busy), 20 ms apart
+    # 7. offline (local models, in process and through `python -m server`)
+    offline_sessions: tuple[int, ...] = (1, 4)
+    offline_turns: int = 4  # counted utterances per session
+    offline_warmup_turns: int = 1  # per session, before them, not counted
+    offline_listen_s: float = 1.5  # after the first agent audio, then an INTERRUPT (next turn)
+    offline_model_items: int = 3  # sentences for STT/TTS, prompts for the LLM, per run
+    offline_llm_tokens: int = 48  # max tokens per prompt for the tokens/s figure
     results_dir: Path = ROOT / "bench" / "results"
     profile_dir: Path | None = None  # run each server under cProfile, one .prof file each
 
@@ -69,6 +80,14 @@ class BenchConfig:
             min_measured_turns=1,
             barge_streams=2,
             barge_measure_s=4.0,
+            persist_turns=300,
+            persist_sessions=10,
+            persist_paced_frames=20,
+            offline_turns=1,
+            offline_warmup_turns=0,
+            offline_listen_s=0.3,
+            offline_model_items=1,
+            offline_llm_tokens=8,
         )
         return replace(base, **overrides)
 

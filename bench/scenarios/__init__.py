@@ -2,7 +2,15 @@
 
 import importlib
 
-ORDER = ("pipeline_overhead", "transport", "live_sessions", "voice_to_voice", "barge_in")
+ORDER = (
+    "pipeline_overhead",
+    "transport",
+    "live_sessions",
+    "voice_to_voice",
+    "barge_in",
+    "persistence",
+    "offline",
+)
 
 for _name in ORDER:
     importlib.import_module(f"bench.scenarios.{_name}")
