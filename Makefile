@@ -15,7 +15,8 @@ run: $(GEN_STAMP)
 	$(PY) -m server
 
 test: $(GEN_STAMP) lint browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	# Its own temp root: pytest prunes old ones, which must not hit another run's Postgres.
+	$(PY) -m pytest --basetemp=.pytest-tmp $(PYTEST_ARGS)
 
 # Headless Chromium for the browser test (tests/test_webrtc_browser.py), from Debian's packages.
 # Where it cannot be installed (no root, no apt) the test skips and says why.
@@ -33,8 +34,8 @@ gen: $(GEN_STAMP)
 lint: $(GEN_STAMP)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format --diff --exit-code
-	$(VENV)/bin/ruff check pipeline server clients tests bench
-	$(VENV)/bin/ruff format --check pipeline server clients tests bench
+	$(VENV)/bin/ruff check pipeline server clients tests bench webrtc_bridge
+	$(VENV)/bin/ruff format --check pipeline server clients tests bench webrtc_bridge
 
 $(DEPS_STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

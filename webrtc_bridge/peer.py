@@ -184,5 +184,9 @@ class Call:
                 "sample_rate": caller.sample_rate if caller else None,
                 "channels": caller.channels if caller else None,
             },
-            "agent_audio": {**vars(self.track.stats), "queued_ms": round(self.track.queued_ms)},
+            "agent_audio": {
+                **vars(self.track.stats),
+                "codec": self.track.codec,
+                "queued_ms": round(self.track.queued_ms),
+            },
         }

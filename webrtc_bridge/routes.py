@@ -17,7 +17,15 @@ from fastapi.responses import FileResponse, RedirectResponse
 from server.http.errors import GRPC_TO_HTTP
 from server.validation import InvalidRequest
 from webrtc_bridge.calls import Bridge
-from webrtc_bridge.signalling import AnswerOut, CandidatesIn, OfferIn, SignallingError, ice_servers
+from webrtc_bridge.signalling import (
+    AnswerOut,
+    CallsOut,
+    CandidatesIn,
+    IceConfigOut,
+    OfferIn,
+    SignallingError,
+    ice_servers,
+)
 
 router = APIRouter()
 WEB = Path(__file__).resolve().parent.parent / "clients" / "web"
@@ -75,21 +83,23 @@ async def hang_up(pc_id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/webrtc/calls", tags=["WebRTC"])
-async def calls(request: Request) -> dict:
+@router.get("/webrtc/calls", response_model=CallsOut, tags=["WebRTC"])
+async def calls(request: Request) -> CallsOut:
     """Live calls with their connection state, traffic and outbound pacing."""
     found = bridge(request)
-    return {
-        "calls": [call.describe() for call in found.calls.values()],
-        "peer_connections": len(found.peer_connections),
-    }
+    return CallsOut(
+        calls=[call.describe() for call in found.calls.values()],
+        peer_connections=len(found.peer_connections),
+    )
 
 
-@router.get("/webrtc/config", tags=["WebRTC"])
-async def config(request: Request) -> dict:
+@router.get("/webrtc/config", response_model=IceConfigOut, tags=["WebRTC"])
+async def config(request: Request) -> IceConfigOut:
     """What the page needs for its RTCPeerConnection: the configured STUN/TURN servers."""
     settings = bridge(request).settings
-    return {"ice_servers": ice_servers(settings), "ice_timeout_s": settings.webrtc_ice_timeout_s}
+    return IceConfigOut(
+        ice_servers=ice_servers(settings), ice_timeout_s=settings.webrtc_ice_timeout_s
+    )
 
 
 @router.get("/client", include_in_schema=False)

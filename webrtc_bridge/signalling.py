@@ -10,6 +10,7 @@ import ipaddress
 from typing import Literal
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
+from aiortc.sdp import SessionDescription
 from pydantic import BaseModel, Field
 
 from server.config import Settings
@@ -43,6 +44,22 @@ class AnswerOut(BaseModel):
     type: Literal["answer"] = "answer"
     pc_id: str = Field(description="Names this call in PATCH /webrtc/offer and DELETE.")
     session_id: str
+
+
+class CallsOut(BaseModel):
+    calls: list[dict] = Field(
+        description="One entry per live call: pc_id, session_id, connection and ICE state, "
+        "age, caller audio format and frames, agent audio pacing counters."
+    )
+    peer_connections: int = Field(description="Open RTCPeerConnections (leak check).")
+
+
+class IceConfigOut(BaseModel):
+    ice_servers: list[dict] = Field(
+        description="STUN/TURN servers for RTCPeerConnection (WEBRTC_ICE_SERVERS).",
+        examples=[[{"urls": "stun:stun.example.org:3478"}]],
+    )
+    ice_timeout_s: float = Field(description="A call not connected this long is ended.")
 
 
 class CandidateIn(BaseModel):
@@ -114,3 +131,11 @@ def ice_servers(settings: Settings) -> list[dict]:
 def rtc_configuration(settings: Settings) -> RTCConfiguration:
     """An explicit list, even when empty: aiortc would otherwise add a public STUN server."""
     return RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers(settings)])
+
+
+def send_codec(sdp: str) -> str:
+    """The codec our answer sends audio with (aiortc sends the first one it lists)."""
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == "audio" and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType
+    return ""

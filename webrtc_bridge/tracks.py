@@ -5,7 +5,9 @@ In: decoded frames come at whatever rate and channel count the browser's codec g
 the pipeline's 16 kHz mono. Out: the session releases agent audio a little ahead of real time;
 `AgentAudioTrack` buffers it and hands aiortc one 20 ms frame per 20 ms of wall clock (silence
 when there is nothing to say), and `flush()` drops what is queued the moment a barge-in cuts
-the reply.
+the reply. When the call's codec is Opus the track encodes each frame itself, on the event
+loop (~0.1 ms): aiortc would otherwise hop to a worker thread for every frame, and with many
+calls those hops contend for the GIL and make frames late.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, CodecContext, Packet
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
 
@@ -76,6 +78,25 @@ class CallerAudio:
                 await self.push(out)
 
 
+class OpusFrames:
+    """20 ms mono frames -> Opus packets stamped with the track's own clock."""
+
+    def __init__(self) -> None:
+        self.codec = CodecContext.create("libopus", "w")
+        self.codec.sample_rate, self.codec.layout, self.codec.format = OUT_RATE, "mono", "s16"
+        self.codec.bit_rate = 40_000  # ample for one voice
+        self.codec.options = {"application": "voip"}
+        self.codec.time_base = TIME_BASE
+
+    def encode(self, frame: AudioFrame) -> Packet | None:
+        packets = self.codec.encode(frame)
+        if not packets:
+            return None
+        packet = packets[-1]
+        packet.pts, packet.time_base = frame.pts, TIME_BASE
+        return packet
+
+
 @dataclass
 class PacingStats:
     """How well the track kept its 20 ms schedule (the benchmark reads these)."""
@@ -98,7 +119,14 @@ class AgentAudioTrack(MediaStreamTrack):
         self._buffer = bytearray()
         self._start: float | None = None
         self._pts = 0
+        self._opus: OpusFrames | None = None
+        self.codec = ""
         self.stats = PacingStats()
+
+    def use_codec(self, mime_type: str) -> None:
+        """The codec the call negotiated: Opus is encoded here, others by aiortc."""
+        self.codec = mime_type
+        self._opus = OpusFrames() if mime_type.lower() == "audio/opus" else None
 
     def push(self, pcm: bytes) -> None:
         self._buffer.extend(pcm)
@@ -112,7 +140,7 @@ class AgentAudioTrack(MediaStreamTrack):
     def queued_ms(self) -> float:
         return len(self._buffer) / 2 / OUT_RATE * 1000
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> AudioFrame | Packet:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -124,7 +152,12 @@ class AgentAudioTrack(MediaStreamTrack):
             if slot > loop.time():
                 await asyncio.sleep(slot - loop.time())
             self._account(loop.time() - slot, loop)
-        return self._frame(self._take())
+        frame = self._frame(self._take())
+        if self._opus is not None:
+            packet = self._opus.encode(frame)
+            if packet is not None:  # (the encoder may hold its very first frame back)
+                return packet
+        return frame
 
     def _account(self, late: float, loop: asyncio.AbstractEventLoop) -> None:
         stats = self.stats

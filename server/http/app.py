@@ -25,6 +25,7 @@ from server.http import (
 )
 from server.http.audio_codec import MAX_UPLOAD_BYTES
 from server.http.live import CLIENT_ID_NAMESPACE, SessionAccess
+from webrtc_bridge import routes as webrtc_routes
 
 if TYPE_CHECKING:
     from server.app import VoiceServer
@@ -107,7 +108,7 @@ def create_app(server: VoiceServer) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
     )
-    app.state.voice = server
+    app.state.voice = app.state.voice_server = server
     app.state.access = SessionAccess(server)
     app.state.ws = ws_registry.WsRegistry()
     app.state.started_at = time.monotonic()
@@ -124,6 +125,7 @@ def create_app(server: VoiceServer) -> FastAPI:
         ws_registry,
         ws,
         sessions_routes,
+        webrtc_routes,  # WebRTC signalling and the browser call page (/client)
     ):
         app.include_router(module.router)
     return app
