@@ -25,7 +25,7 @@ EXPECTED = [  # smoke runs N=2 for live sessions and voice-to-voice, N=1 and 4 o
     "persistence.rows_per_s", "persistence.idle_latency", "persistence.busy_latency",
     "persistence.p99_ratio", "offline.stt_rtf", "offline.llm_first_token",
     "offline.llm_tokens_per_s", "offline.tts_rtf", "offline.n1.turn", "offline.n1.v2v",
-    "offline.n4.turn",
+    "offline.n4.turn", "webrtc.cpu_per_call", "webrtc.capacity", "webrtc.steps",
 ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ ORDER = (
     "barge_in",
     "persistence",
     "offline",
+    "webrtc",
 )
 
 for _name in ORDER:

@@ -77,6 +77,7 @@ async def health(
         uptime_s=round(time.monotonic() - request.app.state.started_at, 3),
         database=PartHealth(status="ok" if db_ok else "down", name="postgres"),
         pending_writes=writer.pending if writer is not None else 0,
+        writer={**writer.metrics, "max_pending": writer.max_pending} if writer is not None else {},
         providers=providers,
         live_sessions=len(server.live),
         websocket_connections=len(request.app.state.ws),

@@ -68,6 +68,12 @@ class HealthOut(BaseModel):
     uptime_s: float = Field(examples=[42.5])
     database: PartHealth
     pending_writes: int = Field(description="Records waiting for the database (write-behind).")
+    writer: dict[str, int] = Field(
+        default_factory=dict,
+        description="Write-behind counters: submitted, written, retries, dropped (queue full), "
+        "failed (refused by the database), and the queue bound max_pending.",
+        examples=[{"submitted": 120, "written": 120, "retries": 0, "max_pending": 100000}],
+    )
     providers: dict[str, PartHealth] = Field(
         examples=[{"stt": {"status": "ok", "name": "openai/whisper-1", "detail": ""}}]
     )
