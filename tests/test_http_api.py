@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -25,10 +26,17 @@ async def test_root_tells_name_version_docs_and_grpc_address(agent):
     assert "voiceagent.v1.VoiceAgentService" in info["grpc"]["services"]
 
 
-async def test_docs_pages_are_served(agent):
+async def test_docs_pages_are_served_with_their_scripts_from_this_server(agent):
+    """No CDN: a machine without internet still gets working docs pages."""
     for path in ("/docs", "/redoc"):
         reply = await get(agent, path)
         assert reply.status_code == 200 and "text/html" in reply.headers["content-type"]
+        scripts = re.findall(r'<script src="([^"]+)"', reply.text)
+        assert scripts, f"{path} loads no script"
+        for src in scripts:
+            assert src.startswith("/"), f"{path} loads {src} from elsewhere"
+            asset = await get(agent, src)
+            assert asset.status_code == 200 and len(asset.content) > 10_000, src
 
 
 async def test_health_ok_names_the_providers(agent):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -102,7 +103,9 @@ class BodyLimit:
 
 def create_app(server: VoiceServer) -> FastAPI:
     """The app for a started VoiceServer (it needs the session store)."""
-    app = FastAPI(
+    # FastAPIOffline serves the Swagger UI and ReDoc scripts from its wheel, not from a CDN:
+    # /docs and /redoc work on a machine without internet, like the rest of the server.
+    app = FastAPIOffline(
         title="Voice Agent API",
         version=general_routes.VERSION,
         description=DESCRIPTION,
