@@ -48,6 +48,7 @@ class SessionOptions:
     voice: str | None = None
     vad: VadParams = VadParams()
     output_lead_ms: float = 300.0
+    speak: bool = True  # False: replies are text only (no TTS work, no agent audio)
 
 
 class VoiceSession:
@@ -71,7 +72,9 @@ class VoiceSession:
             conversation, self.events, out.sample_rate, options.output_lead_ms
         )
         self.tts = TtsOperator(providers.tts, options.voice, out, self.events, self.output)
-        self.chat = ChatOperator(providers.chat, conversation, self.events, self.tts)
+        self.chat = ChatOperator(
+            providers.chat, conversation, self.events, self.tts, speak=options.speak
+        )
         self.stt = SttOperator(providers.stt, self.events, self._open_turn, self.chat)
         self.vad = (
             VadOperator(

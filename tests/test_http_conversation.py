@@ -48,7 +48,8 @@ async def test_process_keeps_history_and_accepts_user_input_alias(agent, fake_op
         assert body["agent_response"] == "You said: My name is Ada."
         assert body["user_input"] == "My name is Ada" and body["turn_index"] == 1
         assert body["state"] == "disconnected" and body["audio_base64"] is None
-        assert body["audio_duration_ms"] > 0  # spoken all the same, by the pipeline
+        assert fake_openai.calls["speech"] == 0  # no audio asked for: none synthesized
+        assert body["audio_duration_ms"] == 0
         second = await http.post(
             "/conversation/process",
             json={"session_id": sid, "user_input": "What is my name", "include_audio": True},

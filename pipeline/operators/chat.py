@@ -20,9 +20,11 @@ class ChatOperator(TurnOperator):
         conversation: Conversation,
         events: EventSink,
         downstream: Operator | None,
+        speak: bool = True,
     ) -> None:
         super().__init__(downstream)
         self.chat, self.conversation, self.events = chat, conversation, events
+        self.speak = speak
 
     async def handle(self, item: TurnStart) -> None:  # type: ignore[override]
         turn = item.turn
@@ -45,6 +47,6 @@ class ChatOperator(TurnOperator):
         await self.forward(EndOfTurn(turn))
 
     async def _speak(self, turn, text: str) -> None:
-        spoken = clean_for_speech(text)
+        spoken = clean_for_speech(text) if self.speak else ""
         if spoken:
             await self.forward(Sentence(turn, spoken))

@@ -52,8 +52,10 @@ async def start_conversation(
 async def process_conversation(
     body: ProcessIn, access: Annotated[SessionAccess, Depends(session_access)]
 ) -> TurnOut:
-    """One turn through the voice pipeline with typed input. The reply is also spoken (the
-    pipeline always speaks); set `include_audio` to get that speech as MP3."""
+    """One turn through the voice pipeline with typed input; set `include_audio` to get the
+    reply spoken, as MP3 (without it, no speech is synthesized)."""
     sid = session_uuid(body.session_id)
-    outcome = await run_turn(access, sid, lambda session: session.push_text(body.text))
+    outcome = await run_turn(
+        access, sid, lambda session: session.push_text(body.text), speak=body.include_audio
+    )
     return TurnOut(**await turn_response(outcome, body.include_audio))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -54,9 +55,13 @@ class TurnOutcome:
             self.errors.append(event.error)
 
 
-async def run_turn(access: SessionAccess, session_id: str, push: Push) -> TurnOutcome:
-    """Resume the session, feed it one input, and wait for the reply to complete."""
+async def run_turn(
+    access: SessionAccess, session_id: str, push: Push, speak: bool = True
+) -> TurnOutcome:
+    """Resume the session, feed it one input, and wait for the reply to complete. With
+    `speak=False` the reply is text only: no TTS work for audio nobody will receive."""
     record, options = await access.resume(session_id, audio_input=False)
+    options = dataclasses.replace(options, speak=speak)
     outcome = TurnOutcome(record.id)
     async with access.running(record, options) as session:
         await push(session)
