@@ -115,6 +115,7 @@ class VoiceServer:
             await self.http.stop()
         await self.grpc.stop(grace=1.0)
         await self.batcher.aclose()
+        await self.providers.aclose()
         if self.writer is not None:
             await self.writer.close()
         if self.db is not None:

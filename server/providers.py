@@ -68,7 +68,8 @@ def build_providers(settings: Settings) -> Providers:
     log.info(
         "providers: stt=%s chat=%s tts=%s", built["stt"].name, built["chat"].name, built["tts"].name
     )
-    return Providers(stt=built["stt"], chat=built["chat"], tts=built["tts"])
+    closers = (client.close,) if client is not None else ()
+    return Providers(stt=built["stt"], chat=built["chat"], tts=built["tts"], closers=closers)
 
 
 def _openai(role: str, client: openai.AsyncOpenAI, settings: Settings) -> Any:

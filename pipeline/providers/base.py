@@ -6,7 +6,7 @@ PCM pieces out. They raise `ProviderError` with a message a person can act on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,3 +68,9 @@ class Providers:
     stt: SpeechToText
     chat: ChatModel
     tts: TextToSpeech
+    # What to close at shutdown (HTTP clients shared by the roles).
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    async def aclose(self) -> None:
+        for close in self.closers:
+            await close()
