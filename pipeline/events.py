@@ -34,6 +34,13 @@ class EventSink:
     async def emit(self, event: Event) -> None:
         await self.queue.put(event)
 
+    async def finish(self, state: State) -> None:
+        """Final state and end of stream after a normal ending: nothing is dropped, so a slow
+        reader still gets every event (if it is gone, the session is cancelled meanwhile)."""
+        self.state = state
+        await self.queue.put(Event(state_changed=converse_pb2.StateChanged(state=int(state))))
+        await self.queue.put(None)
+
     def end(self, state: State) -> None:
         """Final state and end of stream, without waiting: the reader may already be gone."""
         for item in (Event(state_changed=converse_pb2.StateChanged(state=int(state))), None):

@@ -100,8 +100,10 @@ class VoiceSession:
             async with asyncio.TaskGroup() as group:
                 for stage in self.stages:
                     group.create_task(stage.run(), name=f"{stage.name}:{self.id}")
-        finally:
-            self.events.end(State.ENDED)
+        except BaseException:
+            self.events.end(State.ENDED)  # cut short: the reader may be gone, never wait
+            raise
+        await self.events.finish(State.ENDED)
 
     async def push_audio(self, pcm: bytes) -> None:
         if self.vad is None:

@@ -34,8 +34,10 @@ class TranscriptionSession:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.vad.run())
                 group.create_task(self.stt.run())
-        finally:
-            self.events.end(State.ENDED)
+        except BaseException:
+            self.events.end(State.ENDED)  # cut short: never wait on a reader that may be gone
+            raise
+        await self.events.finish(State.ENDED)
 
     async def push_audio(self, pcm: bytes) -> None:
         await self.vad.put(pcm)

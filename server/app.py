@@ -7,6 +7,7 @@ REST/WebSocket API (server/http).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -103,14 +104,24 @@ class VoiceServer:
         """Graceful: refuse new work, let live turns finish for the grace period, then cut;
         flush the database writer last, so every turn of every session is stored."""
         await self.health.enter_graceful_shutdown()
+        self.live.closed = True  # new streams now get UNAVAILABLE
         grace = self.settings.shutdown_grace_s
-        for session in self.live.sessions():
-            session.end_reason = "shutdown"
-            await session.end_input()
+
+        async def finish_turns() -> None:
+            for session in self.live.sessions():
+                session.end_reason = "shutdown"
+                await session.end_input()  # may wait on a stalled client: inside the grace
+            await self.live.wait_empty()
+
         try:
-            await asyncio.wait_for(self.live.wait_empty(), grace)
+            await asyncio.wait_for(finish_turns(), grace)
         except TimeoutError:
             log.warning("%d session(s) still live after %.1fs; cutting them", len(self.live), grace)
+            for session in self.live.sessions():
+                await session.close(reason="shutdown")
+            # Their streams' cleanup saves them; the writer must still be running for that.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.live.wait_empty(), 5.0)
         if self.http is not None:
             await self.http.stop()
         await self.grpc.stop(grace=1.0)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 from voiceagent.v1 import voice_agent_service_pb2 as pb
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
-from voiceagent.v1.converse_pb2 import ConverseRequest, ConverseResponse
+from voiceagent.v1.converse_pb2 import ConverseRequest
 
 from pipeline.audio import PcmFormat, Rechunker, StreamResampler
 from pipeline.providers.base import ProviderError
@@ -27,6 +27,21 @@ PROVIDER_STATUS = {
 }
 
 
+async def write_all(events: AsyncGenerator, context: grpc.aio.ServicerContext) -> None:
+    """Send a handler's events with context.write, then close the generator.
+
+    A coroutine handler rather than an async-generator one: grpc-aio never closes a response
+    generator itself, so a client that vanished while a write was pending would leave the
+    generator suspended at `yield` and its session registered until garbage collection. Here
+    the cancellation lands in this coroutine and `aclose` runs the generator's cleanup now.
+    """
+    try:
+        async for event in events:
+            await context.write(event)
+    finally:
+        await events.aclose()
+
+
 class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
     def __init__(self, opener: SessionOpener) -> None:
         self.settings, self.providers = opener.settings, opener.providers
@@ -35,11 +50,15 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
 
     async def Converse(
         self, requests: AsyncIterator[ConverseRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[ConverseResponse]:
-        async for event in self.converse(requests, context):
-            yield event
+    ) -> None:
+        await write_all(self.converse(requests, context), context)
 
     async def Transcribe(
+        self, requests: AsyncIterator[pb.TranscribeRequest], context: grpc.aio.ServicerContext
+    ) -> None:
+        await write_all(self._transcribe(requests, context), context)
+
+    async def _transcribe(
         self, requests: AsyncIterator[pb.TranscribeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.TranscribeResponse]:
         try:

@@ -23,7 +23,14 @@ from pipeline.silero import SileroBatcher
 from server import validation as check
 from server.config import Settings
 from server.persistence.writer import TRANSIENT as DB_DOWN
-from server.sessions import LiveSessions, SessionBusy, SessionRecord, SessionStore, TooManySessions
+from server.sessions import (
+    LiveSessions,
+    SessionBusy,
+    SessionRecord,
+    SessionStore,
+    ShuttingDown,
+    TooManySessions,
+)
 from server.validation import InvalidRequest
 
 
@@ -111,6 +118,10 @@ class SessionOpener:
                 f"session {record.id} is busy: it already has a live stream or request; "
                 "end it first or retry when it has finished",
                 grpc.StatusCode.FAILED_PRECONDITION,
+            ) from None
+        except ShuttingDown:
+            raise InvalidRequest(
+                "the server is shutting down; retry shortly", grpc.StatusCode.UNAVAILABLE
             ) from None
         except TooManySessions:
             raise InvalidRequest(

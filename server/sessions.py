@@ -141,9 +141,14 @@ class TooManySessions(Exception):
     pass
 
 
+class ShuttingDown(Exception):
+    """The server is stopping: no new live sessions."""
+
+
 class LiveSessions:
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.closed = False  # set when shutdown begins
         self._live: dict[str, VoiceSession] = {}
         self._empty = asyncio.Event()
         self._empty.set()
@@ -161,6 +166,8 @@ class LiveSessions:
         return list(self._live.values())
 
     def add(self, session: VoiceSession) -> None:
+        if self.closed:
+            raise ShuttingDown()
         if session.id in self._live:
             raise SessionBusy(session.id)
         if len(self._live) >= self.limit:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from pipeline.conversation import Conversation
 from pipeline.events import EventSink
 from pipeline.frames import EndOfTurn, Sentence, TurnStart
@@ -9,6 +11,8 @@ from pipeline.operator import Operator, TurnOperator
 from pipeline.providers.base import ChatModel, ProviderError
 from pipeline.text import SentenceSplitter, clean_for_speech
 from pipeline.turn import State, now
+
+log = logging.getLogger(__name__)
 
 
 class ChatOperator(TurnOperator):
@@ -42,6 +46,10 @@ class ChatOperator(TurnOperator):
         except ProviderError as exc:
             turn.failed = True
             await self.events.error(exc.code, str(exc), turn.index)
+        except Exception as exc:  # a provider bug must still end the turn, not strand it
+            log.exception("chat provider %s failed", self.chat.name)
+            turn.failed = True
+            await self.events.error("provider_failed", f"chat provider failed: {exc}", turn.index)
         for sentence in splitter.flush():
             await self._speak(turn, sentence)
         await self.forward(EndOfTurn(turn))

@@ -65,7 +65,7 @@ class OpenAIChat:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
-        except openai.OpenAIError as exc:
+        except Exception as exc:  # a cut stream may surface as the HTTP library's own error
             raise _error("chat", exc) from exc
 
 

@@ -30,6 +30,12 @@ TRANSIENT = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the database or the connection, not the record. asyncpg's client-side
+    DataError (a value the driver cannot encode) is an InterfaceError but never heals."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, asyncpg.DataError)
+
+
 @dataclass(frozen=True)
 class Write:
     sql: str
@@ -54,8 +60,9 @@ class WriteBehindWriter:
         self.connected = True
         self._pending: deque[Write] = deque()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._progress = asyncio.Event()  # set whenever a batch is done
+        self._submitted = 0  # records accepted so far
+        self._done = 0  # records written (or skipped as refused) so far
         self._warned_full = False
         self._task: asyncio.Task[None] | None = None
 
@@ -76,18 +83,26 @@ class WriteBehindWriter:
             )  # fmt: skip
             return False
         self._pending.extend(writes)
+        self._submitted += len(writes)
         if len(self._pending) >= 0.8 * self.max_pending and not self._warned_full:
             self._warned_full = True
             log.warning("database writer queue at %d of %d records", self.pending, self.max_pending)
         self.metrics["submitted"] += len(writes)
-        self._idle.clear()
         self._wake.set()
         return True
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written; False on timeout."""
+        """Wait until every record submitted before this call is written (records submitted
+        meanwhile are not waited for); False on timeout."""
+        target = self._submitted
+
+        async def reached() -> None:
+            while self._done < target:
+                self._progress.clear()
+                await self._progress.wait()
+
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(reached(), timeout)
             return True
         except TimeoutError:
             return False
@@ -110,10 +125,10 @@ class WriteBehindWriter:
                 try:
                     try:
                         await self._write(batch)
-                    except asyncpg.PostgresError as exc:
-                        if isinstance(exc, TRANSIENT):
+                    except Exception as exc:
+                        if is_transient(exc):
                             raise
-                        await self._write_each(batch)  # skip the record the database refuses
+                        await self._write_each(batch)  # skip the record that is refused
                 except TRANSIENT as exc:
                     if self.connected:
                         log.warning("database unavailable (%s); %d record(s) held, retrying",
@@ -125,13 +140,14 @@ class WriteBehindWriter:
                     continue
                 for _ in batch:
                     self._pending.popleft()
+                self._done += len(batch)
+                self._progress.set()
                 self.metrics["written"] += len(batch)
                 if not self.connected:
                     log.info("database reachable again; writing held records")
                 self.connected, backoff = True, 0.05
                 if len(self._pending) < 0.5 * self.max_pending:
                     self._warned_full = False
-            self._idle.set()
 
     async def _write(self, batch: list[Write]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -142,8 +158,8 @@ class WriteBehindWriter:
         for write in batch:
             try:
                 await self._write([write])
-            except asyncpg.PostgresError as exc:
-                if isinstance(exc, TRANSIENT):
+            except Exception as exc:
+                if is_transient(exc):
                     raise
                 self.metrics["failed"] += 1
                 log.error("database refused a record (%s); skipped: %s", exc, write.sql[:80])
