@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 from collections import Counter, deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import asyncpg
@@ -91,11 +92,13 @@ class WriteBehindWriter:
         self._wake.set()
         return True
 
-    async def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None) -> Awaitable[bool]:
         """Wait until every record submitted before this call is written (records submitted
-        meanwhile are not waited for); False on timeout."""
-        target = self._submitted
+        later are not waited for); False on timeout. The mark is taken at the call itself,
+        not when the returned awaitable first runs."""
+        return self._flushed(self._submitted, timeout)
 
+    async def _flushed(self, target: int, timeout: float | None) -> bool:
         async def reached() -> None:
             while self._done < target:
                 self._progress.clear()
