@@ -99,6 +99,29 @@ class Rechunker:
         return rest
 
 
+AGENT_CHUNK_MS = 100  # agent audio message size: small enough for a quick barge-in
+
+
+class OutputChunker:
+    """TTS PCM to fixed-size chunks in the client's format: resample, then cut.
+
+    `finish` drains the resampler's delay line and returns the short remainder too, so the
+    chunks add up to exactly the synthesized audio.
+    """
+
+    def __init__(self, src_rate: int, dst: PcmFormat, chunk_ms: float = AGENT_CHUNK_MS) -> None:
+        self._resampler = StreamResampler(PcmFormat(src_rate), dst.sample_rate)
+        self._chunker = Rechunker(dst.bytes_for_ms(chunk_ms))
+
+    def push(self, pcm: bytes) -> list[bytes]:
+        return self._chunker.push(self._resampler.process(pcm))
+
+    def finish(self) -> list[bytes]:
+        chunks = self._chunker.push(self._resampler.flush())
+        rest = self._chunker.flush()
+        return chunks + [rest] if rest else chunks
+
+
 def wav_bytes(pcm: bytes, sample_rate: int, channels: int = 1) -> bytes:
     """Wrap PCM in a WAV container (what transcription APIs accept)."""
     buf = io.BytesIO()

@@ -151,10 +151,6 @@ class VoiceSession:
             turn.interrupted = True
             self.conversation.close_turn(turn)
 
-    async def wait_closed(self) -> None:
-        if self._supervisor is not None:
-            await asyncio.gather(self._supervisor, return_exceptions=True)
-
     async def _on_speech_start(self) -> None:
         await self.interrupt()
 

@@ -10,7 +10,7 @@ from voiceagent.v1 import voice_agent_service_pb2 as pb
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 from voiceagent.v1.converse_pb2 import ConverseRequest
 
-from pipeline.audio import PcmFormat, Rechunker, StreamResampler
+from pipeline.audio import OutputChunker
 from pipeline.providers.base import ProviderError
 from pipeline.text import clean_for_speech
 from pipeline.transcription import TranscriptionSession
@@ -19,7 +19,6 @@ from server.converse import ConverseHandler
 from server.session_opener import SessionOpener
 from server.validation import InvalidRequest
 
-SYNTH_CHUNK_MS = 100
 PROVIDER_STATUS = {
     "provider_not_configured": grpc.StatusCode.FAILED_PRECONDITION,
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -118,18 +117,17 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
                 raise InvalidRequest("text has nothing speakable (only emoji, symbols or markup)")
         except InvalidRequest as exc:
             await context.abort(exc.code, str(exc))
-        resampler = StreamResampler(PcmFormat(tts.sample_rate), out.sample_rate)
-        chunker = Rechunker(out.bytes_for_ms(SYNTH_CHUNK_MS))
+        chunker = OutputChunker(tts.sample_rate, out)
         sent = 0
         try:
             async for pcm in tts.stream(text, request.voice or None):
-                for chunk in chunker.push(resampler.process(pcm)):
+                for chunk in chunker.push(pcm):
                     yield pb.SynthesizeResponse(audio=chunk, offset_ms=round(out.duration_ms(sent)))
                     sent += len(chunk)
         except ProviderError as exc:
             await context.abort(
                 PROVIDER_STATUS.get(exc.code, grpc.StatusCode.UNAVAILABLE), str(exc)
             )
-        rest = b"".join(chunker.push(resampler.flush())) + chunker.flush()
-        if rest:
-            yield pb.SynthesizeResponse(audio=rest, offset_ms=round(out.duration_ms(sent)))
+        for chunk in chunker.finish():
+            yield pb.SynthesizeResponse(audio=chunk, offset_ms=round(out.duration_ms(sent)))
+            sent += len(chunk)

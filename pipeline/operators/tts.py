@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline.audio import PcmFormat, Rechunker, StreamResampler
+from pipeline.audio import OutputChunker, PcmFormat
 from pipeline.events import EventSink
 from pipeline.frames import AgentAudio, EndOfTurn, Sentence
 from pipeline.operator import Operator, TurnOperator
 from pipeline.providers.base import ProviderError, TextToSpeech
 from pipeline.turn import SpokenSentence, Turn, now
-
-CHUNK_MS = 100  # agent audio message size: small enough for a quick barge-in
 
 
 class TtsOperator(TurnOperator):
@@ -37,22 +35,18 @@ class TtsOperator(TurnOperator):
         if turn.tts_request_at is None:
             turn.tts_request_at = now()
         sentence = turn.add_sentence(item.text)
-        resampler = StreamResampler(PcmFormat(self.tts.sample_rate), self.output.sample_rate)
-        chunker = Rechunker(self.output.bytes_for_ms(CHUNK_MS))
+        chunker = OutputChunker(self.tts.sample_rate, self.output)
         try:
             async for pcm in self.tts.stream(item.text, self.voice):
                 if turn.tts_first_byte_at is None:
                     turn.tts_first_byte_at = now()
-                for chunk in chunker.push(resampler.process(pcm)):
+                for chunk in chunker.push(pcm):
                     await self._send(turn, sentence, chunk)
         except ProviderError as exc:
             self._failed_turn, turn.failed = turn, True
             await self.events.error(exc.code, str(exc), turn.index)
-        for chunk in chunker.push(resampler.flush()):
+        for chunk in chunker.finish():
             await self._send(turn, sentence, chunk)
-        rest = chunker.flush()
-        if rest:
-            await self._send(turn, sentence, rest)
         sentence.complete = True
 
     async def _send(self, turn: Turn, sentence: SpokenSentence, chunk: bytes) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import numpy as np
-
 from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler, int16_to_float
 from pipeline.events import EventSink
 from pipeline.frames import UserSpeech
@@ -56,7 +54,7 @@ class VadOperator(Operator[bytes]):
         while len(self._pending) >= WINDOW_BYTES:
             window = bytes(self._pending[:WINDOW_BYTES])
             del self._pending[:WINDOW_BYTES]
-            samples = int16_to_float(np.frombuffer(window, dtype="<i2"))
+            samples = int16_to_float(window)
             probability = await self.batcher.probability(self.stream, samples)
             for event in self.segmenter.push(window, probability):
                 if isinstance(event, SpeechStart):
