@@ -36,6 +36,7 @@ lint: $(GEN_STAMP)
 	$(VENV)/bin/buf format --diff --exit-code
 	$(VENV)/bin/ruff check pipeline server clients tests bench webrtc_bridge
 	$(VENV)/bin/ruff format --check pipeline server clients tests bench webrtc_bridge
+	$(VENV)/bin/lint-imports
 
 $(DEPS_STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

@@ -24,12 +24,27 @@ Event = converse_pb2.ConverseResponse
 
 
 class EventSink:
-    """A bounded queue of events for one client; `None` marks the end of the stream."""
+    """A bounded queue of events for one client; `None` marks the end of the stream.
+
+    An edge reads it as `async for event in session.events`: the loop ends with the stream.
+    """
 
     def __init__(self, maxsize: int = 512) -> None:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.state = State.STARTED
         self.on_state: Callable[[State], None] | None = None  # persistence hooks in here
+        self._drained = False
+
+    def __aiter__(self) -> EventSink:
+        return self
+
+    async def __anext__(self) -> Event:
+        if not self._drained:
+            event = await self.queue.get()
+            if event is not None:
+                return event
+            self._drained = True
+        raise StopAsyncIteration
 
     async def emit(self, event: Event) -> None:
         await self.queue.put(event)

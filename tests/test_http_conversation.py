@@ -8,7 +8,7 @@ import uuid
 import httpx
 from voiceagent.v1 import sessions_pb2
 
-from server.http.live import CLIENT_ID_NAMESPACE
+from server.sessions.ids import CLIENT_ID_NAMESPACE
 from tests.converse_client import Conversation, config, text
 
 

@@ -17,7 +17,7 @@ from voiceagent.v1 import sessions_pb2
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.http.live import CLIENT_ID_NAMESPACE
+from server.sessions.ids import CLIENT_ID_NAMESPACE
 from tests.speech import speech_pcm
 from tests.test_http_voice import speech_file
 

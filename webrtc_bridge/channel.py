@@ -19,14 +19,14 @@ from aiortc import RTCDataChannel
 from google.protobuf.json_format import MessageToDict
 from voiceagent.v1 import converse_pb2
 
-from server import validation as check
-from server.validation import InvalidRequest
+from server.sessions import checks
+from server.sessions.errors import RequestError
 
 log = logging.getLogger(__name__)
 
 COMMANDS = ("text_input", "interrupt", "hang_up")
 MAX_PENDING = 256  # events held until the page's channel opens; older ones are dropped
-MAX_MESSAGE_CHARS = 4 * check.MAX_TEXT_CHARS + 256
+MAX_MESSAGE_CHARS = 4 * checks.MAX_TEXT_CHARS + 256
 
 
 class CommandError(ValueError):
@@ -74,8 +74,8 @@ def parse(message: str | bytes) -> Command:
     if not isinstance(text, str):
         raise CommandError('text_input needs "text", a string')
     try:
-        return Command(kind, check.bounded_text(text, "text", check.MAX_TEXT_CHARS, True))
-    except InvalidRequest as exc:
+        return Command(kind, checks.bounded_text(text, "text", checks.MAX_TEXT_CHARS, True))
+    except RequestError as exc:
         raise CommandError(str(exc)) from None
 
 

@@ -1,8 +1,7 @@
 """HTTP routes of the WebRTC bridge (signalling) and the browser call page.
 
-The facade includes `router`; the routes find the running server at
-`request.app.state.voice_server` and keep their own state (the `Bridge`, made on first use)
-at `request.app.state.webrtc`.
+The composition root mounts `router` on the HTTP app and puts the `Bridge` (built on the
+session core) at `request.app.state.webrtc`. This edge has its own error table.
 """
 
 from __future__ import annotations
@@ -14,22 +13,30 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from server.http.errors import GRPC_TO_HTTP
-from server.validation import InvalidRequest
-from webrtc_bridge.calls import Bridge
+from server.sessions.errors import Kind, RequestError
+from webrtc_bridge.bridge import Bridge
 from webrtc_bridge.signalling import (
     AnswerOut,
     CallsOut,
     CandidatesIn,
     IceConfigOut,
     OfferIn,
-    SignallingError,
     ice_servers,
 )
 
 router = APIRouter()
 WEB = Path(__file__).resolve().parent.parent / "clients" / "web"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+HTTP_STATUS = {
+    Kind.INVALID: 400,
+    Kind.TOO_LARGE: 400,
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.EXHAUSTED: 503,
+    Kind.UNAVAILABLE: 503,
+    Kind.NOT_CONFIGURED: 503,
+    Kind.PROVIDER_FAILED: 502,
+}
 ERRORS = {
     400: {"description": "Malformed SDP or candidate, no audio, or no common codec."},
     404: {"description": "Unknown pc_id or session."},
@@ -39,24 +46,15 @@ ERRORS = {
 
 
 def bridge(request: Request) -> Bridge:
-    state = request.app.state
-    found = getattr(state, "webrtc", None)
-    if found is None:
-        server = getattr(state, "voice_server", None) or getattr(state, "voice", None)
-        if server is None or server.opener is None:
-            raise HTTPException(503, "the voice server is not running")
-        found = state.webrtc = Bridge(server)
-    return found
+    return request.app.state.webrtc
 
 
 @contextmanager
 def http_errors() -> Iterator[None]:
     try:
         yield
-    except SignallingError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
-    except InvalidRequest as exc:
-        raise HTTPException(GRPC_TO_HTTP.get(exc.code, 400), str(exc)) from None
+    except RequestError as exc:
+        raise HTTPException(HTTP_STATUS[exc.kind], str(exc)) from None
 
 
 @router.post("/webrtc/offer", response_model=AnswerOut, tags=["WebRTC"], responses=ERRORS)

@@ -14,18 +14,15 @@ from aiortc.sdp import SessionDescription
 from pydantic import BaseModel, Field
 
 from server.config import Settings
+from server.sessions.errors import RequestError
 
 MAX_SDP_CHARS = 100_000
 MAX_CANDIDATES = 64
 CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
 
 
-class SignallingError(ValueError):
-    """A signalling request that cannot be served; `status` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class SignallingError(RequestError):
+    """A signalling request that cannot be served (INVALID unless said otherwise)."""
 
 
 class OfferIn(BaseModel):

@@ -1,13 +1,13 @@
 """The FastAPI app: the original voice-agent REST and WebSocket API on the streaming pipeline.
 
-It runs in the gRPC server's process and event loop (see serve.py) and shares its providers,
-session store and live-session registry, so a session is one thing on every edge.
+It runs in the gRPC server's process and event loop (see serve.py) on the same session core
+(providers, store, live registry, opener), so a session is one thing on every edge. It imports
+no other edge: the composition root (server/app.py) mounts the WebRTC routes next to these.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.core import Core
 from server.http import (
     conversation_routes,
     errors,
@@ -22,14 +23,11 @@ from server.http import (
     sessions_routes,
     voice_routes,
     ws,
+    ws_admin_routes,
     ws_registry,
 )
 from server.http.audio_codec import MAX_UPLOAD_BYTES
-from server.http.live import CLIENT_ID_NAMESPACE, SessionAccess
-from webrtc_bridge import routes as webrtc_routes
-
-if TYPE_CHECKING:
-    from server.app import VoiceServer
+from server.sessions.ids import CLIENT_ID_NAMESPACE
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024  # the upload plus its multipart framing
 
@@ -101,8 +99,8 @@ class BodyLimit:
         return JSONResponse({"detail": self._message(size)}, status_code=413)
 
 
-def create_app(server: VoiceServer) -> FastAPI:
-    """The app for a started VoiceServer (it needs the session store)."""
+def create_app(core: Core, *, grpc_port: int, grpc_services: list[str]) -> FastAPI:
+    """The app on a started core; `GET /` reports the gRPC port and services beside it."""
     # FastAPIOffline serves the Swagger UI and ReDoc scripts from its wheel, not from a CDN:
     # /docs and /redoc work on a machine without internet, like the rest of the server.
     app = FastAPIOffline(
@@ -111,8 +109,8 @@ def create_app(server: VoiceServer) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
     )
-    app.state.voice = app.state.voice_server = server
-    app.state.access = SessionAccess(server)
+    app.state.core = core
+    app.state.grpc_port, app.state.grpc_services = grpc_port, grpc_services
     app.state.ws = ws_registry.WsRegistry()
     app.state.started_at = time.monotonic()
     errors.install(app)
@@ -125,10 +123,9 @@ def create_app(server: VoiceServer) -> FastAPI:
         general_routes,
         voice_routes,
         conversation_routes,
-        ws_registry,
+        ws_admin_routes,
         ws,
         sessions_routes,
-        webrtc_routes,  # WebRTC signalling and the browser call page (/client)
     ):
         app.include_router(module.router)
     return app

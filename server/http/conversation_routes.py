@@ -6,15 +6,14 @@ works everywhere, and its turns are kept in Postgres.
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from server.http.deps import session_access
-from server.http.errors import ERROR_RESPONSES, database_errors
-from server.http.live import SessionAccess, session_uuid
+from server.http.deps import CoreDep
+from server.http.errors import ERROR_RESPONSES
 from server.http.schemas import ProcessIn, StartIn, StartOut, TurnOut
 from server.http.turns import run_turn, turn_response
+from server.sessions import ids
+from server.sessions.reads import database_errors
 
 router = APIRouter(tags=["Conversation management"])
 GREETING = "Hello! How can I help you today?"
@@ -26,14 +25,14 @@ GREETING = "Hello! How can I help you today?"
     response_model=StartOut,
     responses=ERROR_RESPONSES,
 )
-async def start_conversation(
-    body: StartIn, access: Annotated[SessionAccess, Depends(session_access)]
-) -> StartOut:
+async def start_conversation(body: StartIn, core: CoreDep) -> StartOut:
     """Creates a session for `customer_id` (and the customer, if new); it is stored before
     this returns. Use its `session_id` with /conversation/process, /voice-agent/process, the
     WebSocket or the gRPC Converse stream."""
     with database_errors():
-        record = await access.create(body.customer_id, body.instructions, body.voice)
+        record = await core.opener.create(
+            body.customer_id, body.instructions or "", body.voice or ""
+        )
     return StartOut(
         session_id=record.id,
         customer_id=record.customer_id,
@@ -49,13 +48,11 @@ async def start_conversation(
     response_model=TurnOut,
     responses=ERROR_RESPONSES,
 )
-async def process_conversation(
-    body: ProcessIn, access: Annotated[SessionAccess, Depends(session_access)]
-) -> TurnOut:
+async def process_conversation(body: ProcessIn, core: CoreDep) -> TurnOut:
     """One turn through the voice pipeline with typed input; set `include_audio` to get the
     reply spoken, as MP3 (without it, no speech is synthesized)."""
-    sid = session_uuid(body.session_id)
+    sid = ids.client_chosen(body.session_id)
     outcome = await run_turn(
-        access, sid, lambda session: session.push_text(body.text), speak=body.include_audio
+        core.opener, sid, lambda session: session.push_text(body.text), speak=body.include_audio
     )
     return TurnOut(**await turn_response(outcome, body.include_audio))

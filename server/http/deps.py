@@ -1,30 +1,29 @@
-"""What routes need from the running server, taken from the app's state (set by create_app)."""
+"""What routes need, taken from the app's state (set by create_app): the Core, never the
+whole server object."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import UploadFile
+from fastapi import Depends, UploadFile
 from starlette.requests import HTTPConnection
 
+from server.core import Core
 from server.http.audio_codec import MAX_UPLOAD_BYTES, check_size
 
 if TYPE_CHECKING:
-    from server.app import VoiceServer
-    from server.http.live import SessionAccess
     from server.http.ws_registry import WsRegistry
 
 
-def voice_server(conn: HTTPConnection) -> VoiceServer:
-    return conn.app.state.voice
-
-
-def session_access(conn: HTTPConnection) -> SessionAccess:
-    return conn.app.state.access
+def core(conn: HTTPConnection) -> Core:
+    return conn.app.state.core
 
 
 def ws_registry(conn: HTTPConnection) -> WsRegistry:
     return conn.app.state.ws
+
+
+CoreDep = Annotated[Core, Depends(core)]
 
 
 async def read_upload(file: UploadFile, field: str = "audio_file") -> bytes:

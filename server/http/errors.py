@@ -1,36 +1,33 @@
-"""One error shape for the whole HTTP API: `{"detail": ...}` with a status that fits.
+"""One error shape for the whole HTTP API: `{"detail": ...}`, and the HTTP edge's one table
+from the core's neutral error Kinds to statuses.
 
-Routes raise the domain's own exceptions (the same ones the gRPC services map to status
-codes) or HTTPException; the handlers here turn the former into HTTP statuses, so no route
-repeats the mapping.
+Routes raise the core's `RequestError`, provider errors, audio errors or HTTPException; the
+handlers here turn them into responses, so no route repeats the mapping.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import grpc
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from pipeline.providers.base import ProviderError
 from server.http.audio_codec import AudioError, AudioTooLarge
 from server.http.schemas import ErrorOut
-from server.persistence.queries import BadPageToken
-from server.persistence.writer import TRANSIENT as DB_DOWN
-from server.validation import InvalidRequest
+from server.sessions.errors import Kind, RequestError, provider_kind
 
 log = logging.getLogger(__name__)
 
-GRPC_TO_HTTP = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 422,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
-    grpc.StatusCode.UNAVAILABLE: 503,
+HTTP_STATUS = {
+    Kind.INVALID: 400,
+    Kind.TOO_LARGE: 422,
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.EXHAUSTED: 503,
+    Kind.UNAVAILABLE: 503,
+    Kind.NOT_CONFIGURED: 503,
+    Kind.PROVIDER_FAILED: 502,
 }
 ERROR_RESPONSES: dict[int | str, dict] = {
     status: {"model": ErrorOut, "description": description}
@@ -44,22 +41,10 @@ ERROR_RESPONSES: dict[int | str, dict] = {
         503: "A provider is not configured or busy, the database is down, or the server is full.",
     }.items()
 }
-PROVIDER_TO_HTTP = {"provider_not_configured": 503, "resource_exhausted": 503}  # else 502
 
 
-def provider_status(code: str) -> int:
-    return PROVIDER_TO_HTTP.get(code, 502)
-
-
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """Around database reads and writes: an outage becomes 503 with the cause."""
-    try:
-        yield
-    except DB_DOWN as exc:
-        raise HTTPException(
-            503, f"the database is unavailable: {type(exc).__name__}: {exc}"
-        ) from None
+def status_of(kind: Kind) -> int:
+    return HTTP_STATUS[kind]
 
 
 def _json(status: int, detail: str) -> JSONResponse:
@@ -67,9 +52,9 @@ def _json(status: int, detail: str) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(InvalidRequest)
-    async def invalid_request(request: Request, exc: InvalidRequest) -> JSONResponse:
-        return _json(GRPC_TO_HTTP.get(exc.code, 400), str(exc))
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return _json(HTTP_STATUS[exc.kind], str(exc))
 
     @app.exception_handler(AudioError)
     async def audio_error(request: Request, exc: AudioError) -> JSONResponse:
@@ -77,11 +62,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProviderError)
     async def provider_error(request: Request, exc: ProviderError) -> JSONResponse:
-        return _json(provider_status(exc.code), str(exc))
-
-    @app.exception_handler(BadPageToken)
-    async def bad_page_token(request: Request, exc: BadPageToken) -> JSONResponse:
-        return _json(400, str(exc))
+        return _json(HTTP_STATUS[provider_kind(exc.code)], str(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import time
 from importlib import metadata
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from server.app import SERVICE_NAME, SESSION_SERVICE_NAME, VoiceServer
-from server.http.deps import voice_server
+from server.http.deps import CoreDep
 from server.http.schemas import ApiInfo, GrpcInfo, HealthOut, PartHealth
 
 router = APIRouter(tags=["General"])
@@ -24,7 +22,7 @@ DESCRIPTION = (
 
 
 @router.get("/", summary="API information", response_model=ApiInfo)
-async def root(request: Request, server: Annotated[VoiceServer, Depends(voice_server)]) -> ApiInfo:
+async def root(request: Request) -> ApiInfo:
     """Name, version, where the docs are, and the gRPC address of the same server."""
     host = request.url.hostname or "localhost"
     host = f"[{host}]" if ":" in host else host
@@ -37,7 +35,8 @@ async def root(request: Request, server: Annotated[VoiceServer, Depends(voice_se
         openapi="/openapi.json",
         websocket="/ws/voice-agent/{session_id}",
         grpc=GrpcInfo(
-            address=f"{host}:{server.port}", services=[SERVICE_NAME, SESSION_SERVICE_NAME]
+            address=f"{host}:{request.app.state.grpc_port}",
+            services=request.app.state.grpc_services,
         ),
     )
 
@@ -48,18 +47,16 @@ async def root(request: Request, server: Annotated[VoiceServer, Depends(voice_se
     response_model=HealthOut,
     responses={503: {"model": HealthOut, "description": "A required part is down."}},
 )
-async def health(
-    request: Request, response: Response, server: Annotated[VoiceServer, Depends(voice_server)]
-) -> HealthOut:
+async def health(request: Request, response: Response, core: CoreDep) -> HealthOut:
     """200 while the server can serve; 503, with `reason`, when the database is unreachable
     or a provider is not configured (every turn would fail)."""
     reasons = []
-    db_ok = server.db is not None and await server.db.healthy()
+    db_ok = await core.db.healthy()
     if not db_ok:
         reasons.append("the database is unreachable")
     providers = {}
     for role in ("stt", "chat", "tts"):
-        provider = getattr(server.providers, role)
+        provider = getattr(core.providers, role)
         missing = provider.name == "unconfigured"
         detail = getattr(provider, "reason", "") if missing else ""
         providers[role] = PartHealth(
@@ -69,16 +66,16 @@ async def health(
             reasons.append(f"no {role} provider: {detail}")
     if reasons:
         response.status_code = 503
-    writer = server.writer
+    writer = core.writer
     return HealthOut(
         status="unavailable" if reasons else "ok",
         reason="; ".join(reasons),
         version=VERSION,
         uptime_s=round(time.monotonic() - request.app.state.started_at, 3),
         database=PartHealth(status="ok" if db_ok else "down", name="postgres"),
-        pending_writes=writer.pending if writer is not None else 0,
-        writer={**writer.metrics, "max_pending": writer.max_pending} if writer is not None else {},
+        pending_writes=writer.pending,
+        writer={**writer.metrics, "max_pending": writer.max_pending},
         providers=providers,
-        live_sessions=len(server.live),
+        live_sessions=len(core.live),
         websocket_connections=len(request.app.state.ws),
     )

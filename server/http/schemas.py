@@ -11,14 +11,21 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
-from server import validation as check
+from server.sessions import checks as check
 
 SESSION_ID = "3f0e8c2a-9d1b-4c57-8a6e-2b7f4d9c1e05"
 
 
 def _no_nul(value: str) -> str:
+    """NULs and lone UTF-16 surrogates (valid JSON escapes, not text) are refused (422)."""
     if "\x00" in value:
         raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"is not valid text: a lone UTF-16 surrogate at character {exc.start}"
+        ) from None
     return value
 
 

@@ -1,32 +1,28 @@
 """Stored sessions and their transcripts over REST: the SessionService reads, as JSON.
 
-Same queries and paging tokens as the gRPC SessionService; reads first wait briefly for queued
-writes, so a turn that just completed is listed.
+The same `SessionReads` as the gRPC SessionService (queries, paging tokens, read-your-writes),
+so a turn that just completed is listed.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Query
 
-from server import validation as check
-from server.app import VoiceServer
-from server.http.deps import voice_server
-from server.http.errors import ERROR_RESPONSES, database_errors
-from server.http.live import session_uuid
+from server.http.deps import CoreDep
+from server.http.errors import ERROR_RESPONSES
 from server.http.schemas import Latency
 from server.http.session_schemas import SessionOut, SessionPage, StoredTurn, TurnPage
-from server.persistence import queries
-from server.session_service import MAX_PAGE, READ_FLUSH_S
+from server.sessions import checks, ids
+from server.sessions.reads import MAX_PAGE, SessionReads
 
 router = APIRouter(tags=["Sessions"])
-Server = Annotated[VoiceServer, Depends(voice_server)]
 PageSize = Query(ge=1, le=MAX_PAGE, description=f"1..{MAX_PAGE}.")
 PageToken = Query(max_length=1000, description="next_page_token of the previous page.")
 
 
-def session_out(row, server: VoiceServer) -> SessionOut:
+def session_out(row, reads: SessionReads) -> SessionOut:
     return SessionOut(
         session_id=str(row["id"]),
         customer_id=row["customer_id"] or "",
@@ -37,7 +33,7 @@ def session_out(row, server: VoiceServer) -> SessionOut:
         ended_at=row["ended_at"],
         end_reason=row["end_reason"] or "",
         turn_count=row["turn_count"],
-        live=str(row["id"]) in server.live,
+        live=reads.is_live(str(row["id"])),
     )
 
 
@@ -59,16 +55,6 @@ def turn_out(row) -> StoredTurn:
     )
 
 
-async def _row(server: VoiceServer, session_id: str):
-    sid = session_uuid(session_id)
-    with database_errors():
-        await server.store.writer.flush(READ_FLUSH_S)
-        row = await queries.get_session(server.store.db.pool, sid)
-    if row is None:
-        raise HTTPException(404, f"session {session_id} not found")
-    return row
-
-
 @router.get(
     "/sessions",
     summary="List sessions, newest first",
@@ -76,19 +62,15 @@ async def _row(server: VoiceServer, session_id: str):
     responses=ERROR_RESPONSES,
 )
 async def list_sessions(
-    server: Server,
+    core: CoreDep,
     customer_id: Annotated[
-        str, Query(max_length=check.MAX_NAME_CHARS, description="Only this customer's.")
+        str, Query(max_length=checks.MAX_NAME_CHARS, description="Only this customer's.")
     ] = "",
     page_size: Annotated[int, PageSize] = 50,
     page_token: Annotated[str, PageToken] = "",
 ) -> SessionPage:
-    with database_errors():
-        await server.store.writer.flush(READ_FLUSH_S)
-        rows, token = await queries.list_sessions(
-            server.store.db.pool, customer_id, page_size, page_token
-        )
-    return SessionPage(sessions=[session_out(r, server) for r in rows], next_page_token=token)
+    rows, token = await core.reads.sessions(customer_id, page_size, page_token)
+    return SessionPage(sessions=[session_out(r, core.reads) for r in rows], next_page_token=token)
 
 
 @router.get(
@@ -97,10 +79,11 @@ async def list_sessions(
     response_model=SessionOut,
     responses=ERROR_RESPONSES,
 )
-async def get_session(session_id: str, server: Server) -> SessionOut:
+async def get_session(session_id: str, core: CoreDep) -> SessionOut:
     """`session_id` is the stored UUID, or the id a WebSocket client picked (mapped the same
     way as on the WebSocket)."""
-    return session_out(await _row(server, session_id), server)
+    row = await core.reads.session(ids.client_chosen(session_id), session_id)
+    return session_out(row, core.reads)
 
 
 @router.get(
@@ -111,13 +94,10 @@ async def get_session(session_id: str, server: Server) -> SessionOut:
 )
 async def list_turns(
     session_id: str,
-    server: Server,
+    core: CoreDep,
     page_size: Annotated[int, PageSize] = 100,
     page_token: Annotated[str, PageToken] = "",
 ) -> TurnPage:
-    row = await _row(server, session_id)
-    with database_errors():
-        rows, token = await queries.list_turns(
-            server.store.db.pool, str(row["id"]), page_size, page_token
-        )
+    sid = ids.client_chosen(session_id)
+    rows, token = await core.reads.turns(sid, page_size, page_token, session_id)
     return TurnPage(turns=[turn_out(r) for r in rows], next_page_token=token)

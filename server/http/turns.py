@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -19,14 +18,13 @@ from voiceagent.v1 import converse_pb2
 
 from pipeline.session import VoiceSession
 from server.http import audio_codec
-from server.http.live import OUTPUT_RATE, SessionAccess
+from server.http.errors import status_of
+from server.http.requests import OUTPUT_RATE, turn_request
 from server.http.schemas import Latency, TurnOut
+from server.sessions.errors import event_error_kind
+from server.sessions.opener import SessionOpener
 
 Push = Callable[[VoiceSession], Awaitable[None]]
-ERROR_STATUS = {
-    converse_pb2.ERROR_CODE_PROVIDER_NOT_CONFIGURED: 503,
-    converse_pb2.ERROR_CODE_RESOURCE_EXHAUSTED: 503,
-}  # other errors: 502, a provider failed
 
 
 @dataclass
@@ -56,21 +54,20 @@ class TurnOutcome:
 
 
 async def run_turn(
-    access: SessionAccess, session_id: str, push: Push, speak: bool = True
+    opener: SessionOpener, session_id: str, push: Push, speak: bool = True
 ) -> TurnOutcome:
     """Resume the session, feed it one input, and wait for the reply to complete. With
     `speak=False` the reply is text only: no TTS work for audio nobody will receive."""
-    record, options = await access.resume(session_id, audio_input=False)
-    options = dataclasses.replace(options, speak=speak)
-    outcome = TurnOutcome(record.id)
-    async with access.running(record, options) as session:
+    opened = await opener.open(turn_request(session_id, speak))
+    outcome = TurnOutcome(opened.record.id)
+    async with opener.running(opened) as session:
         await push(session)
         await session.end_input()
-        while (event := await session.events.queue.get()) is not None:
+        async for event in session.events:
             outcome.collect(event)
     if outcome.errors:
         error = outcome.errors[0]
-        raise HTTPException(ERROR_STATUS.get(error.code, 502), error.message)
+        raise HTTPException(status_of(event_error_kind(error.code)), error.message)
     if not outcome.completed:
         raise HTTPException(422, "no speech was recognized in the audio")
     return outcome

@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from pipeline.text import clean_for_speech
-from server.app import VoiceServer
 from server.http import audio_codec
-from server.http.deps import read_upload, session_access, voice_server
+from server.http.deps import CoreDep, read_upload
 from server.http.errors import ERROR_RESPONSES
-from server.http.live import SessionAccess, session_uuid
 from server.http.schemas import SpeechIn, TranscriptionOut, VoiceTurnOut
 from server.http.turns import run_turn, turn_response
+from server.sessions import ids
 
 router = APIRouter(tags=["Voice processing"])
 AUDIO_FILE = File(
@@ -40,17 +39,17 @@ AUDIO_MEDIA = {
     responses=ERROR_RESPONSES,
 )
 async def speech_to_text(
-    server: Annotated[VoiceServer, Depends(voice_server)],
+    core: CoreDep,
     audio_file: Annotated[UploadFile, AUDIO_FILE],
 ) -> TranscriptionOut:
     """Speech-to-text with the configured STT provider (OpenAI Whisper or the offline model)."""
     data = await read_upload(audio_file)
     decoded = await asyncio.to_thread(audio_codec.decode, data, "audio_file")
-    text = await server.providers.stt.transcribe(decoded.pcm, audio_codec.PIPELINE_RATE)
+    text = await core.providers.stt.transcribe(decoded.pcm, audio_codec.PIPELINE_RATE)
     return TranscriptionOut(
         text=text,
         duration=round(decoded.duration_s, 3),
-        language=server.settings.stt_language,
+        language=core.settings.stt_language,
         format=decoded.container,
     )
 
@@ -64,15 +63,13 @@ async def speech_to_text(
         **ERROR_RESPONSES,
     },
 )
-async def text_to_speech(
-    body: SpeechIn, server: Annotated[VoiceServer, Depends(voice_server)]
-) -> Response:
+async def text_to_speech(body: SpeechIn, core: CoreDep) -> Response:
     """Text-to-speech with the configured TTS provider; MP3 unless `format` asks otherwise.
     Markdown and emoji are not read aloud."""
     text = clean_for_speech(body.text)
     if not text:
         raise HTTPException(422, "text has nothing speakable (only emoji, symbols or markup)")
-    tts, pcm = server.providers.tts, bytearray()
+    tts, pcm = core.providers.tts, bytearray()
     async for piece in tts.stream(text, body.voice or None):
         pcm += piece
     data = await asyncio.to_thread(audio_codec.encode, bytes(pcm), tts.sample_rate, body.format)
@@ -89,7 +86,7 @@ async def text_to_speech(
     responses=ERROR_RESPONSES,
 )
 async def voice_agent_process(
-    access: Annotated[SessionAccess, Depends(session_access)],
+    core: CoreDep,
     audio_file: Annotated[UploadFile, AUDIO_FILE],
     session_id: Annotated[
         str, Form(description="From /conversation/start (or any id a WebSocket used).")
@@ -97,9 +94,9 @@ async def voice_agent_process(
 ) -> VoiceTurnOut:
     """The complete pipeline for one turn: the recording is one utterance, transcribed, answered
     in the session's context and spoken; the reply audio is an MP3 in `audio_base64`."""
-    sid = session_uuid(session_id)
+    sid = ids.client_chosen(session_id)
     data = await read_upload(audio_file)
     decoded = await asyncio.to_thread(audio_codec.decode, data, "audio_file")
-    outcome = await run_turn(access, sid, lambda session: session.push_utterance(decoded.pcm))
+    outcome = await run_turn(core.opener, sid, lambda session: session.push_utterance(decoded.pcm))
     body = await turn_response(outcome, True, input_duration=round(decoded.duration_s, 3))
     return VoiceTurnOut(**body)

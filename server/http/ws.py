@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import logging
 
-import grpc
 from fastapi import APIRouter, WebSocket
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
 from pipeline.session import VoiceSession
-from server import validation as check
+from server.core import Core
 from server.http import audio_codec
-from server.http.live import NO_PACING_MS, SessionAccess, session_uuid
+from server.http.requests import socket_request
 from server.http.ws_protocol import (
     AudioChunk,
     Control,
@@ -31,42 +30,44 @@ from server.http.ws_protocol import (
     parse,
 )
 from server.http.ws_registry import WsConnection, WsRegistry
-from server.validation import InvalidRequest
+from server.sessions import checks, ids
+from server.sessions.ending import EndReason
+from server.sessions.errors import Kind, RequestError
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-RETRY_LATER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+# The WebSocket edge's error table: a session that cannot open closes the socket with
+# 1013 (try again later) when retrying may help, else 1008 (policy violation).
+CLOSE_CODES = {Kind.UNAVAILABLE: 1013, Kind.EXHAUSTED: 1013}
 
 
 @router.websocket("/ws/voice-agent/{session_id}")
 async def voice_agent_socket(
     websocket: WebSocket, session_id: str, customer_id: str = "", stream_audio: bool = False
 ) -> None:
-    access: SessionAccess = websocket.app.state.access
+    core: Core = websocket.app.state.core
     registry: WsRegistry = websocket.app.state.ws
     await websocket.accept()
     try:
-        sid = session_uuid(session_id)
-        check.bounded_text(customer_id, "customer_id", check.MAX_NAME_CHARS)
-        created = await access.ensure(sid, customer_id)
-        lead = access.server.settings.output_lead_ms if stream_audio else NO_PACING_MS
-        record, options = await access.resume(sid, audio_input=True, lead_ms=lead)
-        async with access.running(record, options) as session:
+        sid = ids.client_chosen(session_id)
+        checks.bounded_text(customer_id, "customer_id", checks.MAX_NAME_CHARS)
+        request = socket_request(sid, customer_id, stream_audio, core.settings.output_lead_ms)
+        opened = await core.opener.open(request)
+        async with core.opener.running(opened) as session:
             client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
             conn = WsConnection(session_id, sid, client, session)
             registry.add(conn)
             try:
-                p = access.server.providers
-                names = {"stt": p.stt.name, "chat": p.chat.name, "tts": p.tts.name}
-                await Socket(websocket, conn, EventRenderer(stream_audio)).serve(not created, names)
+                socket = Socket(websocket, conn, EventRenderer(stream_audio))
+                await socket.serve(opened.resumed, core.provider_names())
             finally:
                 registry.remove(conn)
                 conn.closed.set()
-    except InvalidRequest as exc:  # cannot open the session: say why, then close
+    except RequestError as exc:  # cannot open the session: say why, then close
         with contextlib.suppress(Exception):
             await websocket.send_json(error(str(exc)))
             reason = str(exc).encode()[:120].decode(errors="ignore")  # frames allow 123 bytes
-            await websocket.close(1013 if exc.code in RETRY_LATER else 1008, reason)
+            await websocket.close(CLOSE_CODES.get(exc.kind, 1008), reason)
 
 
 class Socket:
@@ -84,7 +85,7 @@ class Socket:
             await self.send({"type": "session_started", "session_id": self.conn.session_id,
                              "client_session_id": self.conn.client_session_id,
                              "resumed": resumed, "providers": providers})  # fmt: skip
-            while (event := await self.session.events.queue.get()) is not None:
+            async for event in self.session.events:
                 for message in await self.renderer.render(event):
                     if not await self.send(message):
                         return
@@ -100,10 +101,10 @@ class Socket:
             return
         code, reason = self.conn.close_code, self.conn.close_reason
         if not reason:
-            end = self.session.end_reason
-            if end == "shutdown":
+            end = EndReason.of(self.session.end_reason)
+            if end == EndReason.SHUTDOWN:
                 code, reason = 1012, "server restarting; reconnect with the same id to continue"
-            elif end == "hang_up":
+            elif end.final:
                 reason = "session ended"
             else:
                 reason = "input ended"
@@ -130,7 +131,7 @@ class Socket:
                 self.conn.received += 1
                 try:
                     await self._apply(parse(frame.get("text")))
-                except (ProtocolError, audio_codec.AudioError, InvalidRequest) as exc:
+                except (ProtocolError, audio_codec.AudioError, RequestError) as exc:
                     await self.send(error(str(exc)))
                 except Exception as exc:  # a bug must not end the conversation
                     log.exception("WebSocket %s: message failed", self.conn.session_id)

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from voiceagent.v1 import converse_pb2
 
 from pipeline.turn import State
-from server import validation as check
 from server.http import audio_codec
-from server.http.live import OUTPUT_RATE
+from server.http.requests import OUTPUT_RATE
+from server.sessions import checks
 
 PCM_FORMATS = ("pcm16", "pcm", "pcm_s16le", "linear16", "raw")
 CLIENT_TYPES = ("audio_chunk", "text_input", "interrupt", "end_of_input")
-ERROR_CODES = {v: k for k, v in converse_pb2.ErrorCode.items()}
 
 
 class ProtocolError(ValueError):
@@ -69,7 +68,7 @@ def parse(text: str | None) -> AudioChunk | TextInput | Control:
         value = message.get("text")
         if not isinstance(value, str):
             raise ProtocolError('text_input needs "text", a string')
-        return TextInput(check.bounded_text(value, "text", check.MAX_TEXT_CHARS, required=True))
+        return TextInput(checks.bounded_text(value, "text", checks.MAX_TEXT_CHARS, required=True))
     if kind == "audio_chunk":
         return _audio_chunk(message)
     if kind in CLIENT_TYPES:
@@ -108,6 +107,15 @@ def _audio_chunk(message: dict) -> AudioChunk:
     return AudioChunk(audio, fmt, rate, channels)
 
 
+def event_error_name(code: int) -> str:
+    """An ErrorCode as the protocol's `code` string, e.g. "provider_failed"."""
+    try:
+        name = converse_pb2.ErrorCode.Name(code)
+    except ValueError:
+        name = "ERROR_CODE_UNSPECIFIED"
+    return name.removeprefix("ERROR_CODE_").lower()
+
+
 def error(message: str, code: str = "invalid_request") -> dict:
     return {"type": "error", "message": message, "code": code}
 
@@ -137,8 +145,8 @@ class EventRenderer:
         if kind == "turn_completed":
             return await self._completed(body)
         if kind == "error":
-            code = ERROR_CODES.get(body.code, "ERROR_CODE_UNSPECIFIED")
-            return [error(body.message, code.removeprefix("ERROR_CODE_").lower())]
+            code = event_error_name(body.code)
+            return [error(body.message, code)]
         if kind == "state_changed":
             return [{"type": "state", "state": State(body.state).name.lower()}]
         if kind == "agent_text_delta":

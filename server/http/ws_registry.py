@@ -1,8 +1,8 @@
-"""Live WebSocket connections: who is connected (GET /ws/status) and closing one on request
-(POST /ws/disconnect/{session_id}).
+"""Live WebSocket connections of this server: who is connected, and closing one on request.
 
 A disconnect closes the socket and its live session; the stored session stays resumable, so
-the client can connect again with the same id and continue the conversation.
+the client can connect again with the same id and continue the conversation. The routes that
+show and close them are in ws_admin_routes.py.
 """
 
 from __future__ import annotations
@@ -11,18 +11,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException
 
 from pipeline.session import VoiceSession
-from server.http.deps import ws_registry
-from server.http.errors import ERROR_RESPONSES
-from server.http.live import session_uuid
-from server.http.session_schemas import WsConnectionOut, WsDisconnectOut, WsStatusOut
-from server.sessions import utcnow
-
-router = APIRouter(tags=["Real-time (WebSocket)"])
+from server.http.session_schemas import WsConnectionOut
+from server.sessions.ending import EndReason
+from server.sessions.store import utcnow
 
 
 @dataclass
@@ -42,7 +35,7 @@ class WsConnection:
     async def disconnect(self, code: int, reason: str, wait_s: float = 5.0) -> None:
         """Close from the server side: ends the session's stream, and so the socket."""
         self.close_code, self.close_reason = code, reason
-        await self.session.close(reason="disconnected")
+        await self.session.close(reason=EndReason.DISCONNECTED)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.closed.wait(), wait_s)
 
@@ -77,37 +70,3 @@ class WsRegistry:
 
     def connections(self) -> list[WsConnection]:
         return sorted(self._by_session.values(), key=lambda c: c.connected_at)
-
-
-Registry = Annotated[WsRegistry, Depends(ws_registry)]
-
-
-@router.get(
-    "/ws/status",
-    summary="Live WebSocket connections",
-    response_model=WsStatusOut,
-    responses=ERROR_RESPONSES,
-)
-async def ws_status(registry: Registry) -> WsStatusOut:
-    connections = registry.connections()
-    return WsStatusOut(
-        active_connections=len(connections),
-        session_ids=[c.client_session_id for c in connections],
-        connections=[c.describe() for c in connections],
-    )
-
-
-@router.post(
-    "/ws/disconnect/{session_id}",
-    summary="Close a session's live WebSocket",
-    response_model=WsDisconnectOut,
-    responses=ERROR_RESPONSES,
-)
-async def ws_disconnect(session_id: str, registry: Registry) -> WsDisconnectOut:
-    """Closes the socket (code 1000) and its live session; 404 if that session has no live
-    WebSocket. The session itself is kept: connecting again continues it."""
-    conn = registry.get(session_uuid(session_id))
-    if conn is None:
-        raise HTTPException(404, f"no live WebSocket for session {session_id}")
-    await conn.disconnect(1000, "disconnected by request")
-    return WsDisconnectOut(session_id=session_id, message=f"WebSocket for {session_id} closed")

@@ -114,8 +114,8 @@ class EmbeddedPostgres:
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool, url: str, embedded: EmbeddedPostgres | None) -> None:
-        self.pool, self.url, self.embedded = pool, url, embedded
+    def __init__(self, pool: asyncpg.Pool, embedded: EmbeddedPostgres | None) -> None:
+        self.pool, self.embedded = pool, embedded
 
     @classmethod
     async def open(
@@ -137,7 +137,7 @@ class Database:
                 f"cannot connect to the database at {describe(url)}: {type(exc).__name__}: {exc}"
             ) from None
         await migrate(pool)
-        return cls(pool, url, embedded)
+        return cls(pool, embedded)
 
     async def close(self, stop_embedded: bool = True) -> None:
         await self.pool.close()

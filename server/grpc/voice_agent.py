@@ -1,4 +1,4 @@
-"""voiceagent.v1.VoiceAgentService: Converse, Transcribe and Synthesize."""
+"""voiceagent.v1.VoiceAgentService: Converse (converse.py), Transcribe and Synthesize."""
 
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ from pipeline.audio import OutputChunker
 from pipeline.providers.base import ProviderError
 from pipeline.text import clean_for_speech
 from pipeline.transcription import TranscriptionSession
-from server import validation as check
-from server.converse import ConverseHandler
-from server.session_opener import SessionOpener
-from server.validation import InvalidRequest
+from server.grpc import requests as decode
+from server.grpc.converse import ConverseHandler, undecodable
+from server.grpc.status import abort, provider_status
+from server.sessions import checks
+from server.sessions.errors import RequestError
+from server.sessions.opener import SessionOpener
 
-PROVIDER_STATUS = {
-    "provider_not_configured": grpc.StatusCode.FAILED_PRECONDITION,
-    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "invalid_request": grpc.StatusCode.INVALID_ARGUMENT,
-}
+TRANSCRIBE_EVENTS = ("speech_started", "speech_stopped", "transcript", "error")
 
 
 async def write_all(events: AsyncGenerator, context: grpc.aio.ServicerContext) -> None:
@@ -61,39 +59,41 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
         self, requests: AsyncIterator[pb.TranscribeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.TranscribeResponse]:
         try:
-            first = await anext(requests)
+            try:
+                first = await anext(requests)
+            except StopAsyncIteration:
+                raise RequestError("empty stream: send a config first") from None
+            except Exception as exc:
+                raise undecodable(exc) from None
             if first.WhichOneof("request") != "config":
-                raise InvalidRequest("the first TranscribeRequest must carry `config`")
-            fmt = check.input_format(first.config.input_format, "config.input_format")
-            vad = check.vad_params(first.config.vad, self.settings)
-        except StopAsyncIteration:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "empty stream: send a config first"
-            )
-        except InvalidRequest as exc:
-            await context.abort(exc.code, str(exc))
+                raise RequestError("the first TranscribeRequest must carry `config`")
+            fmt = decode.input_format(first.config.input_format, "config.input_format")
+            vad = decode.vad_params(first.config.vad, self.settings)
+        except RequestError as exc:
+            await abort(context, exc)
         session = TranscriptionSession(self.providers.stt, self.batcher, fmt, vad)
-        failure: list[InvalidRequest] = []
+        failure: list[RequestError] = []
 
         async def read() -> None:
             try:
                 async for request in requests:
                     if request.WhichOneof("request") != "audio":
-                        raise InvalidRequest(
-                            "after the config, TranscribeRequest carries only audio"
-                        )
-                    await session.push_audio(check.audio_chunk(request.audio, fmt))
+                        raise RequestError("after the config, TranscribeRequest carries only audio")
+                    await session.push_audio(checks.audio_chunk(request.audio, fmt))
                 await session.end_input()
-            except InvalidRequest as exc:
+            except RequestError as exc:
                 failure.append(exc)
+                await session.close()
+            except Exception as exc:  # undecodable request: end the stream with a status
+                failure.append(undecodable(exc))
                 await session.close()
 
         session.start()
         reader = asyncio.create_task(read())
         try:
-            while (event := await session.events.queue.get()) is not None:
+            async for event in session.events:
                 kind = event.WhichOneof("event")
-                if kind in ("speech_started", "speech_stopped", "transcript", "error"):
+                if kind in TRANSCRIBE_EVENTS:
                     response = pb.TranscribeResponse()
                     getattr(response, kind).CopyFrom(getattr(event, kind))
                     yield response
@@ -102,21 +102,21 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
             await asyncio.gather(reader, return_exceptions=True)
             await session.close()
         if failure:
-            await context.abort(failure[0].code, str(failure[0]))
+            await abort(context, failure[0])
 
     async def Synthesize(
         self, request: pb.SynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SynthesizeResponse]:
         tts = self.providers.tts
         try:
-            check.bounded_text(request.text, "text", check.MAX_TEXT_CHARS, required=True)
-            check.bounded_text(request.voice, "voice", check.MAX_NAME_CHARS)
-            out = check.output_format(request.output_format, "output_format")
+            checks.bounded_text(request.text, "text", checks.MAX_TEXT_CHARS, required=True)
+            checks.bounded_text(request.voice, "voice", checks.MAX_NAME_CHARS)
+            out = decode.output_format(request.output_format, "output_format")
             text = clean_for_speech(request.text)
             if not text:
-                raise InvalidRequest("text has nothing speakable (only emoji, symbols or markup)")
-        except InvalidRequest as exc:
-            await context.abort(exc.code, str(exc))
+                raise RequestError("text has nothing speakable (only emoji, symbols or markup)")
+        except RequestError as exc:
+            await abort(context, exc)
         chunker = OutputChunker(tts.sample_rate, out)
         sent = 0
         try:
@@ -125,9 +125,7 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
                     yield pb.SynthesizeResponse(audio=chunk, offset_ms=round(out.duration_ms(sent)))
                     sent += len(chunk)
         except ProviderError as exc:
-            await context.abort(
-                PROVIDER_STATUS.get(exc.code, grpc.StatusCode.UNAVAILABLE), str(exc)
-            )
+            await context.abort(provider_status(exc.code), str(exc))
         for chunk in chunker.finish():
             yield pb.SynthesizeResponse(audio=chunk, offset_ms=round(out.duration_ms(sent)))
             sent += len(chunk)

@@ -19,6 +19,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from voiceagent.v1 import converse_pb2
 
 from pipeline.session import VoiceSession
+from server.sessions.ending import EndReason
 from webrtc_bridge.channel import CommandError, EventChannel, error_event, parse
 from webrtc_bridge.tracks import AgentAudioTrack, CallerAudio
 
@@ -34,6 +35,7 @@ class Call:
         pc_id: str,
         pc: RTCPeerConnection,
         session: VoiceSession,
+        *,
         started: converse_pb2.SessionStarted,
         ice_timeout_s: float,
         release: Callable[[Call], Awaitable[None]],
@@ -103,16 +105,16 @@ class Call:
             self._connected.clear()
             self._disconnected.set()
         elif state == "failed":
-            self.end("connection_failed")
+            self.end(EndReason.CONNECTION_FAILED)
         elif state == "closed":
-            self.end("hang_up")
+            self.end(EndReason.HANG_UP)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self.channel.channel is not None:
             return  # the first channel carries the events; others are ignored
         self.channel.attach(channel)
         channel.on("message", self._on_message)
-        channel.on("close", lambda: self.end("hang_up"))  # the page went away
+        channel.on("close", lambda: self.end(EndReason.HANG_UP))  # the page went away
 
     def _on_message(self, message: str | bytes) -> None:
         try:
@@ -128,14 +130,13 @@ class Call:
                 await asyncio.wait_for(self._connected.wait(), self.ice_timeout_s)
             except TimeoutError:
                 never = not self._disconnected.is_set()
-                self.end("ice_timeout" if never else "connection_lost")
+                self.end(EndReason.ICE_TIMEOUT if never else EndReason.CONNECTION_LOST)
                 return
             await self._disconnected.wait()
 
     async def _pump_events(self) -> None:
         self.channel.send(converse_pb2.ConverseResponse(session_started=self.started))
-        queue = self.session.events.queue
-        while (event := await queue.get()) is not None:
+        async for event in self.session.events:
             kind = event.WhichOneof("event")
             if kind == "agent_audio":
                 self.track.push(event.agent_audio.audio)
@@ -145,7 +146,7 @@ class Call:
             self.channel.send(event)
         # The session ended by itself (server shutdown, EndSession, a fatal stage error).
         await asyncio.sleep(min(self.track.queued_ms / 1000, DRAIN_LIMIT_S))
-        self.end(self.session.end_reason or "session_ended")
+        self.end(self.session.end_reason or EndReason.SESSION_ENDED)
 
     async def _run_commands(self) -> None:
         while True:
@@ -160,7 +161,7 @@ class Call:
             elif command.type == "interrupt":
                 await self.session.interrupt()
             elif command.type == "hang_up":
-                self.end("hang_up")
+                self.end(EndReason.HANG_UP)
                 return
 
     async def add_candidate(self, candidate) -> None:

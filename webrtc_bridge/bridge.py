@@ -1,10 +1,10 @@
 """Every WebRTC call of one server: answering offers, trickle ICE, hang-up, the registry.
 
-A session is opened by the server's `SessionOpener`, exactly as a Converse stream opens one
+A session is opened by the core's `SessionOpener`, exactly as a Converse stream opens one
 (checks, create or resume, registration), so limits, EndSession, graceful shutdown and
-persistence treat a call like any other live stream. When a call ends
-the session is saved; unless the server is shutting down (then it stays resumable) its row
-is marked ended with the reason.
+persistence treat a call like any other live stream. When a call ends the opener saves the
+session and applies the one end policy: a call's end reasons are final (hang-up, ICE failure
+or timeout, lost connection) except a server shutdown or a failed set-up, which stay resumable.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from typing import TYPE_CHECKING
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from voiceagent.v1 import audio_pb2, converse_pb2
 
-from pipeline.audio import PIPELINE_RATE
-from server.converse import ConverseHandler
-from server.http.live import session_uuid
-from webrtc_bridge.peer import Call
+from pipeline.audio import PIPELINE_RATE, PcmFormat
+from server.core import Core
+from server.sessions import ids
+from server.sessions.ending import EndReason
+from server.sessions.errors import Kind
+from server.sessions.opener import SessionRequest
+from webrtc_bridge.call import Call
 from webrtc_bridge.signalling import (
     AnswerOut,
     CandidatesIn,
@@ -32,21 +33,13 @@ from webrtc_bridge.signalling import (
 )
 from webrtc_bridge.tracks import OUT_RATE
 
-if TYPE_CHECKING:
-    from server.app import VoiceServer
-
 log = logging.getLogger(__name__)
-LINEAR16 = audio_pb2.AUDIO_ENCODING_LINEAR16
 CODECS = "opus, PCMU, PCMA"
-KEEP_RESUMABLE = ("shutdown", "setup_failed")  # not the caller's doing: may resume
 
 
 class Bridge:
-    def __init__(self, server: VoiceServer) -> None:
-        assert server.opener is not None and server.store is not None, "start the server first"
-        self.server, self.settings = server, server.settings
-        self.opener, self.store = server.opener, server.store
-        self.converse = ConverseHandler(server.opener)  # for its SessionStarted message
+    def __init__(self, core: Core) -> None:
+        self.settings, self.opener = core.settings, core.opener
         self.calls: dict[str, Call] = {}
         self.peer_connections: set[RTCPeerConnection] = set()  # open ones, calls or not
 
@@ -62,7 +55,7 @@ class Bridge:
             call.track.use_codec(send_codec(pc.localDescription.sdp))
         except BaseException:
             if call is not None:
-                await call.close("setup_failed")
+                await call.close(EndReason.SETUP_FAILED)
             else:
                 await self._close_pc(pc)
             raise
@@ -91,28 +84,22 @@ class Bridge:
             )
 
     async def _open_call(self, pc: RTCPeerConnection, offer: OfferIn) -> Call:
-        config = converse_pb2.SessionConfig(
-            session_id=session_uuid(offer.session_id) if offer.session_id else "",
+        request = SessionRequest(
+            session_id=ids.client_chosen(offer.session_id) if offer.session_id else "",
             customer_id=offer.customer_id,
             voice=offer.voice,
             instructions=offer.instructions,
-            input_format=audio_pb2.AudioFormat(
-                encoding=LINEAR16, sample_rate_hz=PIPELINE_RATE, channels=1
-            ),
-            output_format=audio_pb2.AudioFormat(
-                encoding=LINEAR16, sample_rate_hz=OUT_RATE, channels=1
-            ),
+            input_format=PcmFormat(PIPELINE_RATE, 1),
+            output_format=PcmFormat(OUT_RATE, 1),
         )
-        record, options, resumed = await self.opener.open(config)
-        running = self.opener.running(record, options)
+        opened = await self.opener.open(request)
+        running = self.opener.running(opened)
         session = await running.__aenter__()
 
         async def release(call: Call) -> None:
             try:
                 session.end_reason = session.end_reason or call.reason
-                await running.__aexit__(None, None, None)  # close, save, unregister
-                if session.end_reason not in KEEP_RESUMABLE:
-                    self.store.end(record, session.end_reason)
+                await running.__aexit__(None, None, None)  # close, save, end or keep
             finally:
                 self.calls.pop(call.pc_id, None)
                 self.peer_connections.discard(call.pc)
@@ -121,9 +108,9 @@ class Bridge:
             uuid.uuid4().hex,
             pc,
             session,
-            self.converse._started(record, options, resumed),
-            self.settings.webrtc_ice_timeout_s,
-            release,
+            started=self.opener.started(opened),
+            ice_timeout_s=self.settings.webrtc_ice_timeout_s,
+            release=release,
         )
         self.calls[call.pc_id] = call
         pc.addTrack(call.track)  # joins the offer's audio transceiver
@@ -140,17 +127,20 @@ class Bridge:
                 raise SignallingError(f"ICE candidate not usable: {exc}") from None
 
     async def hang_up(self, pc_id: str) -> None:
-        await self.get(pc_id).close("hang_up")
+        await self.get(pc_id).close(EndReason.HANG_UP)
 
     def get(self, pc_id: str) -> Call:
         call = self.calls.get(pc_id)
         if call is None or call.ended:
-            raise SignallingError(f"no live WebRTC call {pc_id[:64]!r}", 404)
+            raise SignallingError(f"no live WebRTC call {pc_id[:64]!r}", Kind.NOT_FOUND)
         return call
 
-    async def close_all(self, reason: str = "shutdown") -> None:
+    async def close_all(self) -> None:
+        """Shutdown: end every call (resumable) and close stray peer connections."""
         for call in list(self.calls.values()):
-            await call.close(reason)
+            await call.close(EndReason.SHUTDOWN)
+        for pc in list(self.peer_connections):
+            await self._close_pc(pc)
 
     async def _close_pc(self, pc: RTCPeerConnection) -> None:
         with contextlib.suppress(Exception):

@@ -1,21 +1,20 @@
-"""voiceagent.v1.SessionService: stored sessions and transcripts over gRPC."""
+"""voiceagent.v1.SessionService: stored sessions and transcripts over gRPC.
+
+The reads are the core's `SessionReads` (the same ones REST /sessions uses); EndSession is the
+opener's hang-up, so a live stream on the session ends on whatever edge it runs.
+"""
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from voiceagent.v1 import converse_pb2, sessions_pb2
 from voiceagent.v1 import sessions_pb2_grpc as pb_grpc
 
-from server import validation as check
-from server.persistence import queries
-from server.persistence.queries import BadPageToken
-from server.persistence.writer import TRANSIENT as DB_DOWN
-from server.sessions import LiveSessions, SessionStore
-from server.validation import InvalidRequest
-
-MAX_PAGE = 500
-READ_FLUSH_S = 2.0  # reads first wait this long for queued writes (read-your-writes)
+from server.grpc.status import abort
+from server.sessions import checks, ids
+from server.sessions.errors import Kind, RequestError
+from server.sessions.opener import SessionOpener
+from server.sessions.reads import MAX_PAGE, SessionReads, database_errors
 
 
 def _timestamp(value) -> Timestamp | None:
@@ -66,61 +65,47 @@ def turn_message(row) -> sessions_pb2.Turn:
 
 def page_size(value: int, default: int) -> int:
     if value < 0:
-        raise InvalidRequest(f"page_size must be between 0 and {MAX_PAGE}, got {value}")
+        raise RequestError(f"page_size must be between 0 and {MAX_PAGE}, got {value}")
     return min(value or default, MAX_PAGE)
 
 
 class SessionService(pb_grpc.SessionServiceServicer):
-    def __init__(self, store: SessionStore, live: LiveSessions) -> None:
-        self.store, self.live = store, live
+    def __init__(self, opener: SessionOpener, reads: SessionReads) -> None:
+        self.opener, self.reads = opener, reads
 
     async def _guard(self, context, call):
-        """Map bad input and database outages to statuses with a message."""
+        """Bad input and database outages end the call with a status and a message."""
         try:
             return await call()
-        except InvalidRequest as exc:
-            await context.abort(exc.code, str(exc))
-        except BadPageToken as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except DB_DOWN as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the database is unavailable: {exc}")
-
-    async def _row(self, session_id: str):
-        sid = check.session_id(session_id)
-        await self.store.writer.flush(READ_FLUSH_S)
-        row = await queries.get_session(self.store.db.pool, sid)
-        if row is None:
-            raise InvalidRequest(f"session {session_id} not found", grpc.StatusCode.NOT_FOUND)
-        return row
+        except RequestError as exc:
+            await abort(context, exc)
 
     async def CreateSession(self, request, context):
         async def call():
-            check.bounded_text(request.customer_id, "customer_id", check.MAX_NAME_CHARS)
-            check.bounded_text(request.voice, "voice", check.MAX_NAME_CHARS)
-            check.bounded_text(request.instructions, "instructions", check.MAX_INSTRUCTIONS_CHARS)
-            record = await self.store.create_now(
-                request.customer_id, request.instructions, request.voice or None
-            )
-            row = await queries.get_session(self.store.db.pool, record.id)
+            checks.bounded_text(request.customer_id, "customer_id", checks.MAX_NAME_CHARS)
+            checks.bounded_text(request.voice, "voice", checks.MAX_NAME_CHARS)
+            checks.bounded_text(request.instructions, "instructions", checks.MAX_INSTRUCTIONS_CHARS)
+            with database_errors():
+                record = await self.opener.create(
+                    request.customer_id, request.instructions, request.voice
+                )
+            row = await self.reads.session(record.id)
             return sessions_pb2.CreateSessionResponse(session=session_message(row))
 
         return await self._guard(context, call)
 
     async def GetSession(self, request, context):
         async def call():
-            row = await self._row(request.session_id)
+            row = await self.reads.session(ids.strict(request.session_id))
             return sessions_pb2.GetSessionResponse(session=session_message(row))
 
         return await self._guard(context, call)
 
     async def ListSessions(self, request, context):
         async def call():
-            check.bounded_text(request.customer_id, "customer_id", check.MAX_NAME_CHARS)
+            checks.bounded_text(request.customer_id, "customer_id", checks.MAX_NAME_CHARS)
             size = page_size(request.page_size, 50)
-            await self.store.writer.flush(READ_FLUSH_S)
-            rows, token = await queries.list_sessions(
-                self.store.db.pool, request.customer_id, size, request.page_token
-            )
+            rows, token = await self.reads.sessions(request.customer_id, size, request.page_token)
             return sessions_pb2.ListSessionsResponse(
                 sessions=[session_message(r) for r in rows], next_page_token=token
             )
@@ -129,28 +114,23 @@ class SessionService(pb_grpc.SessionServiceServicer):
 
     async def EndSession(self, request, context):
         async def call():
-            check.bounded_text(request.reason, "reason", check.MAX_NAME_CHARS)
-            record = await self.store.get(check.session_id(request.session_id))
+            checks.bounded_text(request.reason, "reason", checks.MAX_NAME_CHARS)
+            sid = ids.strict(request.session_id)
+            with database_errors():
+                record = await self.opener.store.get(sid)
             if record is None:
-                raise InvalidRequest(
-                    f"session {request.session_id} not found", grpc.StatusCode.NOT_FOUND
-                )
-            live = self.live.get(record.id)
-            if live is not None:
-                await live.close(reason="hang_up")
-            self.store.end(record, request.reason or "ended_by_request")
-            row = await self._row(record.id)
+                raise RequestError(f"session {request.session_id} not found", Kind.NOT_FOUND)
+            await self.opener.hang_up(record, request.reason)
+            row = await self.reads.session(record.id)
             return sessions_pb2.EndSessionResponse(session=session_message(row))
 
         return await self._guard(context, call)
 
     async def ListTurns(self, request, context):
         async def call():
-            row = await self._row(request.session_id)
+            sid = ids.strict(request.session_id)
             size = page_size(request.page_size, 100)
-            rows, token = await queries.list_turns(
-                self.store.db.pool, str(row["id"]), size, request.page_token
-            )
+            rows, token = await self.reads.turns(sid, size, request.page_token)
             return sessions_pb2.ListTurnsResponse(
                 turns=[turn_message(r) for r in rows], next_page_token=token
             )

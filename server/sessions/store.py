@@ -1,4 +1,4 @@
-"""Session records (cached in memory, kept in Postgres) and the live-session registry.
+"""Session records: cached in memory, kept in Postgres, written behind the live path.
 
 The live path never waits for the database: a new session and everything that happens in it
 reach Postgres through the write-behind writer, while this process keeps the record in a
@@ -8,18 +8,16 @@ Reading a session this process does not hold goes to the database.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.providers.base import ChatMessage
-from pipeline.session import VoiceSession
 from pipeline.turn import State, Turn
 from server.persistence import queries, records
 from server.persistence.database import Database
-from server.persistence.writer import WriteBehindWriter
+from server.persistence.writer import Write, WriteBehindWriter
 
 CACHE_SIZE = 10_000
 
@@ -67,8 +65,8 @@ class SessionStore:
         return record
 
     def _new(
-        self, customer_id: str, instructions: str, voice: str | None, session_id: str | None = None
-    ):
+        self, customer_id: str, instructions: str, voice: str | None, session_id: str | None
+    ) -> tuple[SessionRecord, list[Write]]:
         record = SessionRecord(session_id or str(uuid.uuid4()), customer_id, instructions, voice)
         config = {"voice": voice} if voice else {}
         writes = records.session_created(
@@ -76,9 +74,9 @@ class SessionStore:
         )
         return record, writes
 
-    async def create(self, customer_id: str, instructions: str, voice: str | None) -> SessionRecord:
+    def create(self, customer_id: str, instructions: str, voice: str | None) -> SessionRecord:
         """A session opened by a live stream: recorded write-behind."""
-        record, writes = self._new(customer_id, instructions, voice)
+        record, writes = self._new(customer_id, instructions, voice, None)
         self.writer.submit(*writes)
         return self._remember(record)
 
@@ -116,70 +114,16 @@ class SessionStore:
     def recorder(self, record: SessionRecord) -> SessionRecorder:
         return SessionRecorder(self.writer, record.id)
 
-    def stream_closed(self, record: SessionRecord, end_reason: str) -> None:
-        """A stream on the session ended: ended for good on hang-up, else resumable."""
-        if end_reason == "hang_up":
-            self.end(record, "hang_up")
-        else:
-            self.writer.submit(records.state_changed(record.id, State.DISCONNECTED, utcnow()))
+    def disconnected(self, record: SessionRecord) -> None:
+        """A stream on the session ended, the session stays resumable."""
+        self.writer.submit(records.state_changed(record.id, State.DISCONNECTED, utcnow()))
 
     def instructions_changed(self, record: SessionRecord, instructions: str) -> None:
         record.instructions = instructions
         self.writer.submit(records.instructions_changed(record.id, instructions))
 
     def end(self, record: SessionRecord, reason: str) -> None:
+        """Over for good (idempotent: the first reason stays)."""
         if record.ended_at is None:
-            record.ended_at, record.end_reason = utcnow(), reason
-            self.writer.submit(records.session_ended(record.id, record.ended_at, reason))
-
-
-class SessionBusy(Exception):
-    """The session already has a live stream."""
-
-
-class TooManySessions(Exception):
-    pass
-
-
-class ShuttingDown(Exception):
-    """The server is stopping: no new live sessions."""
-
-
-class LiveSessions:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.closed = False  # set when shutdown begins
-        self._live: dict[str, VoiceSession] = {}
-        self._empty = asyncio.Event()
-        self._empty.set()
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def __contains__(self, session_id: str) -> bool:
-        return session_id in self._live
-
-    def get(self, session_id: str) -> VoiceSession | None:
-        return self._live.get(session_id)
-
-    def sessions(self) -> list[VoiceSession]:
-        return list(self._live.values())
-
-    def add(self, session: VoiceSession) -> None:
-        if self.closed:
-            raise ShuttingDown()
-        if session.id in self._live:
-            raise SessionBusy(session.id)
-        if len(self._live) >= self.limit:
-            raise TooManySessions(self.limit)
-        self._live[session.id] = session
-        self._empty.clear()
-
-    def remove(self, session: VoiceSession) -> None:
-        if self._live.get(session.id) is session:
-            del self._live[session.id]
-        if not self._live:
-            self._empty.set()
-
-    async def wait_empty(self) -> None:
-        await self._empty.wait()
+            record.ended_at, record.end_reason = utcnow(), str(reason)
+            self.writer.submit(records.session_ended(record.id, record.ended_at, str(reason)))
