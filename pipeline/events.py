@@ -7,6 +7,7 @@ messages as they are, and the HTTP/WebSocket and WebRTC edges render the same me
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from voiceagent.v1 import audio_pb2, converse_pb2
@@ -34,6 +35,7 @@ class EventSink:
         self.state = State.STARTED
         self.on_state: Callable[[State], None] | None = None  # persistence hooks in here
         self._drained = False
+        self.last_event_at = time.monotonic()  # agent activity, for idle detection
 
     def __aiter__(self) -> EventSink:
         return self
@@ -47,6 +49,7 @@ class EventSink:
         raise StopAsyncIteration
 
     async def emit(self, event: Event) -> None:
+        self.last_event_at = time.monotonic()
         await self.queue.put(event)
 
     async def finish(self, state: State) -> None:

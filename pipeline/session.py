@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,6 +91,15 @@ class VoiceSession:
         self._supervisor: asyncio.Task[None] | None = None
         self._input_ended = False
         self.end_reason = ""
+        self.last_input_at = time.monotonic()
+
+    def idle_s(self, at: float) -> float:
+        """How long (at monotonic time `at`) nothing has happened: no input from the client,
+        no event to it, and no turn in flight. 0 while the agent owes or is giving a reply."""
+        turn = self.conversation.live
+        if turn is not None and not turn.closed:
+            return 0.0
+        return max(0.0, at - max(self.last_input_at, self.events.last_event_at))
 
     def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name=f"session:{self.id}")
@@ -106,17 +116,20 @@ class VoiceSession:
         await self.events.finish(State.ENDED)
 
     async def push_audio(self, pcm: bytes) -> None:
+        self.last_input_at = time.monotonic()
         if self.vad is None:
             raise RuntimeError("session has no audio input format")
         await self.vad.put(pcm)
 
     async def push_text(self, text: str) -> None:
+        self.last_input_at = time.monotonic()
         await self.interrupt()  # typing while the agent talks is a barge-in too
         await self.stt.put(UserText(text, now()))
 
     async def push_utterance(self, pcm16k: bytes) -> None:
         """A whole recorded utterance (16 kHz mono PCM, e.g. an uploaded file): it is already
         one turn, so it skips the VAD and goes straight to speech-to-text."""
+        self.last_input_at = time.monotonic()
         await self.interrupt()  # a new utterance while the agent talks is a barge-in too
         received = now()
         duration_ms = round(len(pcm16k) / 2 / PIPELINE_RATE * 1000)

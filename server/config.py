@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         1000, ge=1, description="Live streams beyond this get RESOURCE_EXHAUSTED."
     )
     shutdown_grace_s: float = Field(5.0, ge=0)
+    session_idle_timeout_s: float = Field(
+        300.0,
+        ge=0,
+        description="A live session with no input and no agent activity this long is closed "
+        "(it stays resumable); 0 = never.",
+    )
     # WebRTC calls (webrtc_bridge): ICE servers for deployments behind NAT, and how long a call
     # may take to connect (or stay disconnected) before it is ended.
     webrtc_ice_servers: list[IceServer] = Field(
@@ -101,5 +107,12 @@ class Settings(BaseSettings):
         "candidates only (same network).",
     )
     webrtc_ice_timeout_s: float = Field(
-        30.0, ge=1, le=600, description="A call not connected (or disconnected) this long ends."
+        30.0, ge=1, le=600, description="A call disconnected this long ends."
+    )
+    webrtc_connect_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        le=600,
+        description="An answered offer whose call has not connected this long ends (frees its "
+        "session slot).",
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from pipeline.providers.base import Providers
 from pipeline.silero import SileroBatcher
@@ -38,6 +39,7 @@ class Core:
     live: LiveSessions
     opener: SessionOpener
     reads: SessionReads
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, providers: Providers) -> Core:
@@ -51,7 +53,7 @@ class Core:
         opener = SessionOpener(
             settings=settings, providers=providers, batcher=batcher, store=store, live=live
         )
-        return cls(
+        core = cls(
             settings=settings,
             providers=providers,
             batcher=batcher,
@@ -62,10 +64,26 @@ class Core:
             opener=opener,
             reads=SessionReads(store, live),
         )
+        if settings.session_idle_timeout_s > 0:
+            core._tasks.append(asyncio.create_task(core._close_idle(), name="idle-sessions"))
+        return core
 
     def provider_names(self) -> dict[str, str]:
         p = self.providers
         return {"stt": p.stt.name, "chat": p.chat.name, "tts": p.tts.name}
+
+    async def _close_idle(self) -> None:
+        """Close live sessions with no input and no agent activity for SESSION_IDLE_TIMEOUT_S,
+        so idle callers do not hold session slots; they stay resumable (EndReason.IDLE)."""
+        timeout = self.settings.session_idle_timeout_s
+        period = min(5.0, max(0.05, timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            at = time.monotonic()
+            for session in self.live.sessions():
+                if session.idle_s(at) >= timeout and not session.end_reason:
+                    log.info("session %s idle for %.0fs: closing it", session.id, timeout)
+                    await session.close(reason=EndReason.IDLE)
 
     async def drain(self, grace: float) -> None:
         """Refuse new sessions, let live turns finish for `grace` seconds, then cut the rest.
@@ -90,6 +108,9 @@ class Core:
 
     async def aclose(self) -> None:
         """After the edges have stopped: models, provider clients, then the writer's flush."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.batcher.aclose()
         await self.providers.aclose()
         await self.writer.close()

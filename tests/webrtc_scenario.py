@@ -204,7 +204,7 @@ async def bad_input(args: argparse.Namespace) -> dict:
 async def lifecycle(args: argparse.Namespace) -> dict:
     """ICE timeout, the page going away, resuming a stored session, and server shutdown."""
     out: dict = {}
-    async with stack(args.database_url, webrtc_ice_timeout_s=3) as s:
+    async with stack(args.database_url, webrtc_ice_timeout_s=3, webrtc_connect_timeout_s=3) as s:
         # 1. The answer is never applied, so ICE never connects.
         silent = Caller(s.base)
         async with s.http() as http:

@@ -110,6 +110,7 @@ class Bridge:
             session,
             started=self.opener.started(opened),
             ice_timeout_s=self.settings.webrtc_ice_timeout_s,
+            connect_timeout_s=self.settings.webrtc_connect_timeout_s,
             release=release,
         )
         self.calls[call.pc_id] = call

@@ -38,10 +38,12 @@ class Call:
         *,
         started: converse_pb2.SessionStarted,
         ice_timeout_s: float,
+        connect_timeout_s: float,
         release: Callable[[Call], Awaitable[None]],
     ) -> None:
         self.pc_id, self.pc, self.session = pc_id, pc, session
         self.started, self.ice_timeout_s = started, ice_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._release = release
         self.track = AgentAudioTrack()
         self.caller = CallerAudio(session.push_audio)
@@ -124,15 +126,20 @@ class Call:
 
     # -- tasks -----------------------------------------------------------------------------
     async def _watch(self) -> None:
-        """ICE timeout: not connected within the limit, or disconnected for that long."""
+        """Not connected within `connect_timeout_s` (an answered offer must not hold a session
+        slot for long), or disconnected for `ice_timeout_s`."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), self.connect_timeout_s)
+        except TimeoutError:
+            self.end(EndReason.ICE_TIMEOUT)
+            return
         while True:
+            await self._disconnected.wait()
             try:
                 await asyncio.wait_for(self._connected.wait(), self.ice_timeout_s)
             except TimeoutError:
-                never = not self._disconnected.is_set()
-                self.end(EndReason.ICE_TIMEOUT if never else EndReason.CONNECTION_LOST)
+                self.end(EndReason.CONNECTION_LOST)
                 return
-            await self._disconnected.wait()
 
     async def _pump_events(self) -> None:
         self.channel.send(converse_pb2.ConverseResponse(session_started=self.started))

@@ -79,6 +79,12 @@ class ConverseHandler:
                 f"server is shutting down; reconnect with session_id {opened.record.id} "
                 "to continue",
             )
+        if session.end_reason == EndReason.IDLE:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"session idle for {self.opener.settings.session_idle_timeout_s:g}s (no input, "
+                f"no agent activity); reconnect with session_id {opened.record.id} to continue",
+            )
 
     async def _read(
         self,

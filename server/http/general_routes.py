@@ -23,8 +23,12 @@ DESCRIPTION = (
 
 @router.get("/", summary="API information", response_model=ApiInfo)
 async def root(request: Request) -> ApiInfo:
-    """Name, version, where the docs are, and the gRPC address of the same server."""
-    host = request.url.hostname or "localhost"
+    """Name, version, where the docs are, and the gRPC address of the same server: the
+    address this connection reached (never the request's Host header, which a client
+    chooses)."""
+    server = request.scope.get("server")
+    host = str(server[0]) if server else "localhost"
+    host = host.removeprefix("::ffff:")  # an IPv4 client on a dual-stack socket
     host = f"[{host}]" if ":" in host else host
     return ApiInfo(
         name="Voice Agent API",

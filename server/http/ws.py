@@ -104,6 +104,9 @@ class Socket:
             end = EndReason.of(self.session.end_reason)
             if end == EndReason.SHUTDOWN:
                 code, reason = 1012, "server restarting; reconnect with the same id to continue"
+            elif end == EndReason.IDLE:
+                reason = "idle timeout; reconnect with the same id to continue"
+                await self.send(error("no input and no agent activity for too long", "idle"))
             elif end.final:
                 reason = "session ended"
             else:

@@ -17,6 +17,7 @@ class EndReason(StrEnum):
     DISCONNECTED = "disconnected"  # POST /ws/disconnect: the socket is closed, not the session
     SHUTDOWN = "shutdown"  # the server is stopping
     SETUP_FAILED = "setup_failed"  # a WebRTC call could not be set up
+    IDLE = "idle"  # no input and no agent activity for SESSION_IDLE_TIMEOUT_S
     # Final: the session is over.
     HANG_UP = "hang_up"  # the caller (or an admin) hung up
     ENDED_BY_REQUEST = "ended_by_request"  # EndSession without a reason of its own
@@ -45,5 +46,6 @@ RESUMABLE = frozenset(
         EndReason.DISCONNECTED,
         EndReason.SHUTDOWN,
         EndReason.SETUP_FAILED,
+        EndReason.IDLE,
     }
 )
