@@ -59,6 +59,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     settings = Settings(
         _env_file=None, grpc_host="127.0.0.1", grpc_port=0, http_host="0.0.0.0", http_port=0,
+        allow_unauthenticated=True,  # inside its own network namespace
         openai_api_key="bench", openai_base_url=args.fake_url, vad_stop_ms=400,
         data_dir=Path(args.data_dir), database_url=None, max_sessions=10_000,
     )  # fmt: skip

@@ -74,6 +74,11 @@ class EventSink:
                 self.on_state(state)
             await self.emit(Event(state_changed=converse_pb2.StateChanged(state=int(state))))
 
+    async def session_expiring(self, seconds_left: int) -> None:
+        await self.emit(
+            Event(session_expiring=converse_pb2.SessionExpiring(seconds_left=seconds_left))
+        )
+
     async def speech_started(self, offset_ms: int) -> None:
         await self.emit(Event(speech_started=audio_pb2.SpeechStarted(offset_ms=offset_ms)))
 

@@ -38,7 +38,7 @@ async def main() -> None:
         raise SystemExit(2) from None
     try:
         await server.start()
-    except (DatabaseUnavailable, RuntimeError) as exc:  # RuntimeError: a port cannot be bound
+    except (DatabaseUnavailable, RuntimeError) as exc:  # a port cannot be bound, UnsafeBind
         log.error("%s", exc)
         await server.stop()  # whatever did start (the embedded Postgres, say) stops again
         raise SystemExit(2) from None

@@ -12,13 +12,16 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from voiceagent.v1 import sessions_pb2, sessions_pb2_grpc
+from voiceagent.v1 import auth_pb2, auth_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 from voiceagent.v1 import voice_agent_service_pb2 as pb
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 
 from pipeline.providers.base import Providers
+from server import binding
 from server.config import Settings
 from server.core import Core
+from server.grpc.auth import AuthInterceptor
+from server.grpc.auth_service import AuthService
 from server.grpc.session_service import SessionService
 from server.grpc.voice_agent import VoiceAgentService
 from server.http.app import create_app
@@ -30,6 +33,8 @@ from webrtc_bridge.routes import router as webrtc_router
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VoiceAgentService"].full_name
 SESSION_SERVICE_NAME = sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+AUTH_SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+SERVICES = (SERVICE_NAME, SESSION_SERVICE_NAME, AUTH_SERVICE_NAME)
 # Over the 64 KiB chunk limit, so an oversized chunk reaches the service and gets a clear
 # OUT_OF_RANGE instead of a transport error.
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -40,12 +45,7 @@ class VoiceServer:
         self.settings = settings
         self.providers = providers or build_providers(settings)
         self.health = health.aio.HealthServicer()
-        self.grpc = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
+        self.grpc: grpc.aio.Server | None = None
         self.core: Core | None = None
         self.http: HttpServer | None = None
         self.bridge: Bridge | None = None
@@ -53,22 +53,38 @@ class VoiceServer:
         self.http_port = 0
 
     async def start(self) -> int:
-        """Open the core (raises DatabaseUnavailable), then serve every edge."""
+        """Open the core (raises DatabaseUnavailable), then serve every edge. Raises
+        binding.UnsafeBind before listening anywhere it would expose an open server."""
         settings = self.settings
         self.core = core = await Core.open(settings, self.providers)
-        pb_grpc.add_VoiceAgentServiceServicer_to_server(VoiceAgentService(core.opener), self.grpc)
-        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionService(core.opener, core.reads), self.grpc
+        grpc_host, http_host = binding.hosts(
+            settings.grpc_host,
+            settings.http_host,
+            auth_on=core.auth.enabled,
+            allow_unauthenticated=settings.allow_unauthenticated,
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        names = (SERVICE_NAME, SESSION_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, self.grpc)
-        address = f"{settings.grpc_host}:{settings.grpc_port}"
-        self.port = self.grpc.add_insecure_port(address)
+        self.grpc = server = grpc.aio.server(
+            interceptors=[AuthInterceptor(core.auth)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_VoiceAgentServiceServicer_to_server(VoiceAgentService(core.opener), server)
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
+            SessionService(core.opener, core.reads), server
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(core.auth), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{grpc_host}:{settings.grpc_port}"
+        self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot bind gRPC to {address}")
-        await self.grpc.start()
-        for name in ("", SERVICE_NAME, SESSION_SERVICE_NAME):
+        await server.start()
+        for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.bridge = Bridge(core)
         app = create_app(
@@ -76,9 +92,7 @@ class VoiceServer:
         )
         app.state.webrtc = self.bridge
         app.include_router(webrtc_router)  # WebRTC signalling and the browser call page
-        self.http = HttpServer(
-            app, settings.http_host, settings.http_port, settings.shutdown_grace_s
-        )
+        self.http = HttpServer(app, http_host, settings.http_port, settings.shutdown_grace_s)
         self.http_port = await self.http.start()
         log.info("HTTP (REST, WebSocket, WebRTC, /docs) serving on port %d", self.http_port)
         log.info("gRPC serving %s on port %d (providers: stt=%s chat=%s tts=%s)",
@@ -96,7 +110,8 @@ class VoiceServer:
             await self.bridge.close_all()  # offers still connecting, and their peer connections
         if self.http is not None:
             await self.http.stop()
-        await self.grpc.stop(grace=1.0)
+        if self.grpc is not None:
+            await self.grpc.stop(grace=1.0)
         if self.core is not None:
             await self.core.aclose()
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.conversation import DEFAULT_INSTRUCTIONS
@@ -22,13 +22,49 @@ class IceServer(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    grpc_host: str = Field("[::]", description="Address the gRPC server binds.")
+    grpc_host: str | None = Field(
+        None,
+        description="Address the gRPC server binds; unset = loopback (127.0.0.1) while "
+        "authentication is off, every interface ([::]) once it is on.",
+    )
     grpc_port: int = Field(50051, ge=0, le=65535)
-    http_host: str = Field(
-        "0.0.0.0", description='Address the REST/WebSocket API binds ("::" for IPv6 as well).'
+    http_host: str | None = Field(
+        None,
+        description='Address the REST/WebSocket API binds ("::" for IPv6 as well); unset = '
+        "loopback while authentication is off, 0.0.0.0 once it is on.",
     )
     http_port: int = Field(8000, ge=0, le=65535, description="REST/WebSocket API port; 0 = any.")
     log_level: str = "INFO"
+
+    # Authentication: on as soon as one API key exists (python -m server.keys create).
+    require_auth: bool = Field(
+        False, description="Refuse unauthenticated calls even before any API key exists."
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Allow binding a non-loopback address with authentication off (anyone "
+        "who can reach the port can use the server). Loudly warned about.",
+    )
+    auth_token_secret: SecretStr | None = Field(
+        None,
+        description="HMAC secret that signs client tokens; unset = a random one kept in the "
+        "database, shared by every server process on it.",
+    )
+    tenant_max_sessions: int = Field(
+        100,
+        ge=1,
+        description="Live sessions one tenant may hold at once (per-tenant override "
+        "with python -m server.keys limits).",
+    )
+    tenant_starts_per_minute: int = Field(
+        120, ge=1, description="Live sessions one tenant may start per minute."
+    )
+    max_session_duration_s: float = Field(
+        3600.0, gt=0, description="A live session is ended after this long (its turns saved)."
+    )
+    session_expiry_warning_s: float = Field(
+        60.0, ge=0, description="A session_expiring event is sent this long before the cut."
+    )
 
     openai_api_key: str | None = None
     openai_base_url: str | None = Field(None, description="Any OpenAI-compatible server.")

@@ -1,7 +1,7 @@
 """The session core: everything an edge needs, and nothing about any edge.
 
 `Core` holds the settings, providers, the shared VAD batcher, the database and its writer,
-the session store, the live registry, the opener and the reads. Edges and routes receive a
+the session store, the live registry, the opener, the reads and the authenticator. Edges and routes receive a
 Core (never the whole server), so a new edge is a thin peer of the others. `drain` is the
 graceful shutdown of live sessions, the same for every edge.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pipeline.providers.base import Providers
 from pipeline.silero import SileroBatcher
+from server.auth.authenticator import Authenticator
 from server.config import Settings
 from server.persistence.database import Database
 from server.persistence.writer import WriteBehindWriter
@@ -39,6 +40,7 @@ class Core:
     live: LiveSessions
     opener: SessionOpener
     reads: SessionReads
+    auth: Authenticator
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -53,6 +55,12 @@ class Core:
         opener = SessionOpener(
             settings=settings, providers=providers, batcher=batcher, store=store, live=live
         )
+        secret = settings.auth_token_secret
+        auth = await Authenticator.open(
+            db.pool,
+            secret=secret.get_secret_value() if secret else None,
+            require_auth=settings.require_auth,
+        )
         core = cls(
             settings=settings,
             providers=providers,
@@ -63,7 +71,9 @@ class Core:
             live=live,
             opener=opener,
             reads=SessionReads(store, live),
+            auth=auth,
         )
+        core._tasks.append(asyncio.create_task(auth.run(), name="auth-refresh"))
         if settings.session_idle_timeout_s > 0:
             core._tasks.append(asyncio.create_task(core._close_idle(), name="idle-sessions"))
         return core

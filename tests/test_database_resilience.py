@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 
 from server.persistence.database import EmbeddedPostgres
-from server.persistence.migrate import migrate
+from server.persistence.migrate import migrate, migration_files
 from tests.converse_client import Conversation, config, text
 from tests.test_process import run
 
@@ -18,10 +18,14 @@ async def test_migrations_apply_once_even_when_two_processes_race(database_url):
     pools = [await asyncpg.create_pool(database_url, min_size=1, max_size=1) for _ in range(2)]
     try:
         results = await asyncio.gather(*(migrate(p) for p in pools))
-        assert sorted(len(r) for r in results) == [0, 1]  # one applied it, the other waited
+        # Each migration was applied exactly once, by one or the other (the other waited).
+        names = [name for _, name, _ in migration_files()]
+        assert sorted(results[0] + results[1]) == names
         assert await migrate(pools[0]) == []  # and again: nothing to do
         rows = await pools[0].fetch("SELECT version, name FROM schema_migrations")
-        assert [(r["version"], r["name"]) for r in rows] == [(1, "0001_init.sql")]
+        assert sorted((r["version"], r["name"]) for r in rows) == [
+            (v, name) for v, name, _ in migration_files()
+        ]
     finally:
         for pool in pools:
             await pool.close()

@@ -109,6 +109,10 @@ EXPECTED_ROUTES = {
     ("delete", "/webrtc/calls/{pc_id}"),
     ("get", "/webrtc/calls"),
     ("get", "/webrtc/config"),
+    ("post", "/v1/client-tokens"),
+    ("post", "/v1/keys"),
+    ("get", "/v1/keys"),
+    ("delete", "/v1/keys/{key_id}"),
 }
 
 

@@ -222,7 +222,7 @@ async def lifecycle(args: argparse.Namespace) -> dict:
         out["page_close_row"] = await s.session_row(answer["session_id"])
 
         # 3. A stored session is continued; an ended one is refused.
-        record = await s.server.store.create_now("cust-9", "Be brief.", None)
+        record = await s.server.store.create_now("default", "cust-9", "Be brief.", None)
         again = Caller(s.base, MicTrack())
         answer = await again.call(session_id=record.id)
         out["resumed"] = again.of("session_started")[0]

@@ -47,7 +47,7 @@ class Stack:
     async def session_row(self, session_id: str) -> dict:
         assert self.server.writer is not None and self.server.db is not None
         await self.server.writer.flush(timeout=10)
-        row = await queries.get_session(self.server.db.pool, session_id)
+        row = await queries.get_session(self.server.db.pool, session_id, "default")
         assert row is not None, f"no row for session {session_id}"
         return {
             "ended": row["ended_at"] is not None,
@@ -60,7 +60,13 @@ class Stack:
 async def stack(database_url: str, **overrides) -> AsyncIterator[Stack]:
     async with FakeOpenAI() as fake:
         fake.tts_ms_per_char = 20.0
-        settings = test_settings(fake, database_url=database_url, http_host="0.0.0.0", **overrides)
+        settings = test_settings(
+            fake,
+            database_url=database_url,
+            http_host="0.0.0.0",
+            allow_unauthenticated=True,
+            **overrides,
+        )
         server = VoiceServer(settings)
         await server.start()
         assert server.http is not None

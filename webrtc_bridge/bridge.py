@@ -16,6 +16,7 @@ import uuid
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat
+from server.auth.caller import CONVERSE, Caller
 from server.core import Core
 from server.sessions import ids
 from server.sessions.ending import EndReason
@@ -43,14 +44,14 @@ class Bridge:
         self.calls: dict[str, Call] = {}
         self.peer_connections: set[RTCPeerConnection] = set()  # open ones, calls or not
 
-    async def answer(self, offer: OfferIn) -> AnswerOut:
+    async def answer(self, offer: OfferIn, caller: Caller) -> AnswerOut:
         """Accept an offer: a peer connection, a live session, and the SDP answer."""
         pc = RTCPeerConnection(rtc_configuration(self.settings))
         self.peer_connections.add(pc)
         call: Call | None = None
         try:
             await self._set_offer(pc, offer.sdp)
-            call = await self._open_call(pc, offer)
+            call = await self._open_call(pc, offer, caller)
             await pc.setLocalDescription(await pc.createAnswer())  # gathers our candidates
             call.track.use_codec(send_codec(pc.localDescription.sdp))
         except BaseException:
@@ -83,9 +84,11 @@ class Bridge:
                 "(a data channel alone is not a call)"
             )
 
-    async def _open_call(self, pc: RTCPeerConnection, offer: OfferIn) -> Call:
+    async def _open_call(self, pc: RTCPeerConnection, offer: OfferIn, caller: Caller) -> Call:
+        sid = ids.client_chosen(offer.session_id, caller.tenant_id) if offer.session_id else ""
         request = SessionRequest(
-            session_id=ids.client_chosen(offer.session_id) if offer.session_id else "",
+            caller=caller,
+            session_id=sid,
             customer_id=offer.customer_id,
             voice=offer.voice,
             instructions=offer.instructions,
@@ -112,14 +115,15 @@ class Bridge:
             ice_timeout_s=self.settings.webrtc_ice_timeout_s,
             connect_timeout_s=self.settings.webrtc_connect_timeout_s,
             release=release,
+            tenant_id=caller.tenant_id,
         )
         self.calls[call.pc_id] = call
         pc.addTrack(call.track)  # joins the offer's audio transceiver
         call.start()
         return call
 
-    async def add_candidates(self, body: CandidatesIn) -> None:
-        call = self.get(body.pc_id)
+    async def add_candidates(self, body: CandidatesIn, caller: Caller) -> None:
+        call = self.get(body.pc_id, caller)
         parsed = [parse_candidate(c) for c in body.candidates]  # all checked before any is used
         for candidate in parsed:
             try:
@@ -127,12 +131,15 @@ class Bridge:
             except (ValueError, OSError) as exc:
                 raise SignallingError(f"ICE candidate not usable: {exc}") from None
 
-    async def hang_up(self, pc_id: str) -> None:
-        await self.get(pc_id).close(EndReason.HANG_UP)
+    async def hang_up(self, pc_id: str, caller: Caller) -> None:
+        call = self.get(pc_id, caller)
+        caller.require(CONVERSE, call.session.id)
+        await call.close(EndReason.HANG_UP)
 
-    def get(self, pc_id: str) -> Call:
+    def get(self, pc_id: str, caller: Caller) -> Call:
+        """A live call of the caller's tenant (another tenant's is not found)."""
         call = self.calls.get(pc_id)
-        if call is None or call.ended:
+        if call is None or call.ended or call.tenant_id != caller.tenant_id:
             raise SignallingError(f"no live WebRTC call {pc_id[:64]!r}", Kind.NOT_FOUND)
         return call
 

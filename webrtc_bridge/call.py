@@ -40,7 +40,9 @@ class Call:
         ice_timeout_s: float,
         connect_timeout_s: float,
         release: Callable[[Call], Awaitable[None]],
+        tenant_id: str = "default",
     ) -> None:
+        self.tenant_id = tenant_id
         self.pc_id, self.pc, self.session = pc_id, pc, session
         self.started, self.ice_timeout_s = started, ice_timeout_s
         self.connect_timeout_s = connect_timeout_s

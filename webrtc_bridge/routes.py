@@ -13,6 +13,8 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
+from server.auth.caller import READ
+from server.auth.http import CallerDep
 from server.sessions.errors import Kind, RequestError
 from webrtc_bridge.bridge import Bridge
 from webrtc_bridge.signalling import (
@@ -36,6 +38,9 @@ HTTP_STATUS = {
     Kind.UNAVAILABLE: 503,
     Kind.NOT_CONFIGURED: 503,
     Kind.PROVIDER_FAILED: 502,
+    Kind.UNAUTHENTICATED: 401,
+    Kind.PERMISSION_DENIED: 403,
+    Kind.RATE_LIMITED: 429,
 }
 ERRORS = {
     400: {"description": "Malformed SDP or candidate, no audio, or no common codec."},
@@ -54,45 +59,51 @@ def http_errors() -> Iterator[None]:
     try:
         yield
     except RequestError as exc:
-        raise HTTPException(HTTP_STATUS[exc.kind], str(exc)) from None
+        headers = (
+            {"Retry-After": str(max(1, round(exc.retry_after_s)))} if exc.retry_after_s else None
+        )
+        raise HTTPException(HTTP_STATUS[exc.kind], str(exc), headers=headers) from None
 
 
 @router.post("/webrtc/offer", response_model=AnswerOut, tags=["WebRTC"], responses=ERRORS)
-async def offer(body: OfferIn, request: Request) -> AnswerOut:
+async def offer(body: OfferIn, request: Request, caller: CallerDep) -> AnswerOut:
     """Start a call: the browser's SDP offer in, the server's answer out (with its ICE
     candidates). The offer needs audio; a data channel in it carries events and commands."""
     with http_errors():
-        return await bridge(request).answer(body)
+        return await bridge(request).answer(body, caller)
 
 
 @router.patch("/webrtc/offer", status_code=204, tags=["WebRTC"], responses=ERRORS)
-async def candidates(body: CandidatesIn, request: Request) -> Response:
+async def candidates(body: CandidatesIn, request: Request, caller: CallerDep) -> Response:
     """Trickle ICE: the browser's candidates as they come; `{"candidate": ""}` ends them."""
     with http_errors():
-        await bridge(request).add_candidates(body)
+        await bridge(request).add_candidates(body, caller)
     return Response(status_code=204)
 
 
 @router.delete("/webrtc/calls/{pc_id}", status_code=204, tags=["WebRTC"], responses=ERRORS)
-async def hang_up(pc_id: str, request: Request) -> Response:
+async def hang_up(pc_id: str, request: Request, caller: CallerDep) -> Response:
     """Hang up: the call is torn down and its session ended."""
     with http_errors():
-        await bridge(request).hang_up(pc_id)
+        await bridge(request).hang_up(pc_id, caller)
     return Response(status_code=204)
 
 
 @router.get("/webrtc/calls", response_model=CallsOut, tags=["WebRTC"])
-async def calls(request: Request) -> CallsOut:
-    """Live calls with their connection state, traffic and outbound pacing."""
+async def calls(request: Request, caller: CallerDep) -> CallsOut:
+    """The caller's tenant's live calls with their connection state, traffic and pacing."""
     found = bridge(request)
+    with http_errors():
+        caller.require(READ, caller.session_id)
+    mine = [c for c in found.calls.values() if c.tenant_id == caller.tenant_id]
     return CallsOut(
-        calls=[call.describe() for call in found.calls.values()],
+        calls=[call.describe() for call in mine if caller.may_see(call.session.id)],
         peer_connections=len(found.peer_connections),
     )
 
 
 @router.get("/webrtc/config", response_model=IceConfigOut, tags=["WebRTC"])
-async def config(request: Request) -> IceConfigOut:
+async def config(request: Request, caller: CallerDep) -> IceConfigOut:
     """What the page needs for its RTCPeerConnection: the configured STUN/TURN servers."""
     settings = bridge(request).settings
     return IceConfigOut(

@@ -17,6 +17,7 @@ from voiceagent.v1 import converse_pb2
 
 from pipeline.audio import PcmFormat
 from pipeline.session import VoiceSession
+from server.grpc.auth import current_caller
 from server.grpc.requests import session_request
 from server.grpc.status import abort
 from server.sessions import checks
@@ -58,7 +59,8 @@ class ConverseHandler:
                     "the first ConverseRequest must carry `config`; audio, text and control "
                     "come after it"
                 )
-            opened = await self.opener.open(session_request(first.config, self.opener.settings))
+            request = session_request(first.config, self.opener.settings, current_caller())
+            opened = await self.opener.open(request)
             async with self.opener.running(opened) as session:
                 fmt = opened.options.input_format
                 reader = asyncio.create_task(self._read(requests, session, fmt, failure))
@@ -78,6 +80,11 @@ class ConverseHandler:
                 grpc.StatusCode.UNAVAILABLE,
                 f"server is shutting down; reconnect with session_id {opened.record.id} "
                 "to continue",
+            )
+        if session.end_reason == EndReason.MAX_DURATION:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"session {opened.record.id} reached its maximum duration; its turns are saved",
             )
         if session.end_reason == EndReason.IDLE:
             await context.abort(

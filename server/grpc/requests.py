@@ -9,6 +9,7 @@ from __future__ import annotations
 from voiceagent.v1 import audio_pb2, converse_pb2
 
 from pipeline.audio import PcmFormat
+from server.auth.caller import Caller
 from server.config import Settings
 from server.sessions import checks, ids
 from server.sessions.errors import RequestError
@@ -41,10 +42,13 @@ def vad_params(vad: audio_pb2.VadConfig, settings: Settings):
     )
 
 
-def session_request(config: converse_pb2.SessionConfig, settings: Settings) -> SessionRequest:
+def session_request(
+    config: converse_pb2.SessionConfig, settings: Settings, caller: Caller
+) -> SessionRequest:
     """A Converse stream's first message -> what the opener takes."""
     has_input = config.HasField("input_format")
     return SessionRequest(
+        caller=caller,
         session_id=ids.strict(config.session_id) if config.session_id else "",
         customer_id=config.customer_id,
         instructions=config.instructions,

@@ -10,6 +10,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from voiceagent.v1 import converse_pb2, sessions_pb2
 from voiceagent.v1 import sessions_pb2_grpc as pb_grpc
 
+from server.auth.caller import CONVERSE, READ, Caller
+from server.grpc.auth import current_caller
 from server.grpc.status import abort
 from server.sessions import checks, ids
 from server.sessions.errors import Kind, RequestError
@@ -74,63 +76,71 @@ class SessionService(pb_grpc.SessionServiceServicer):
         self.opener, self.reads = opener, reads
 
     async def _guard(self, context, call):
-        """Bad input and database outages end the call with a status and a message."""
+        """Bad input, refusals and database outages end the call with a status and message."""
         try:
-            return await call()
+            return await call(current_caller())
         except RequestError as exc:
             await abort(context, exc)
 
     async def CreateSession(self, request, context):
-        async def call():
+        async def call(caller: Caller):
             checks.bounded_text(request.customer_id, "customer_id", checks.MAX_NAME_CHARS)
             checks.bounded_text(request.voice, "voice", checks.MAX_NAME_CHARS)
             checks.bounded_text(request.instructions, "instructions", checks.MAX_INSTRUCTIONS_CHARS)
             with database_errors():
                 record = await self.opener.create(
-                    request.customer_id, request.instructions, request.voice
+                    caller, request.customer_id, request.instructions, request.voice
                 )
-            row = await self.reads.session(record.id)
+            row = await self.reads.session(caller.tenant_id, record.id)
             return sessions_pb2.CreateSessionResponse(session=session_message(row))
 
         return await self._guard(context, call)
 
     async def GetSession(self, request, context):
-        async def call():
-            row = await self.reads.session(ids.strict(request.session_id))
+        async def call(caller: Caller):
+            sid = ids.strict(request.session_id)
+            caller.require(READ, sid)
+            row = await self.reads.session(caller.tenant_id, sid)
             return sessions_pb2.GetSessionResponse(session=session_message(row))
 
         return await self._guard(context, call)
 
     async def ListSessions(self, request, context):
-        async def call():
+        async def call(caller: Caller):
+            caller.require(READ, caller.session_id)
             checks.bounded_text(request.customer_id, "customer_id", checks.MAX_NAME_CHARS)
             size = page_size(request.page_size, 50)
-            rows, token = await self.reads.sessions(request.customer_id, size, request.page_token)
+            rows, token = await self.reads.sessions(
+                caller.tenant_id, request.customer_id, size, request.page_token
+            )
+            shown = [r for r in rows if caller.may_see(str(r["id"]))]
             return sessions_pb2.ListSessionsResponse(
-                sessions=[session_message(r) for r in rows], next_page_token=token
+                sessions=[session_message(r) for r in shown], next_page_token=token
             )
 
         return await self._guard(context, call)
 
     async def EndSession(self, request, context):
-        async def call():
+        async def call(caller: Caller):
             checks.bounded_text(request.reason, "reason", checks.MAX_NAME_CHARS)
             sid = ids.strict(request.session_id)
+            caller.require(CONVERSE, sid)
             with database_errors():
-                record = await self.opener.store.get(sid)
+                record = await self.opener.store.get(sid, caller.tenant_id)
             if record is None:
                 raise RequestError(f"session {request.session_id} not found", Kind.NOT_FOUND)
             await self.opener.hang_up(record, request.reason)
-            row = await self.reads.session(record.id)
+            row = await self.reads.session(caller.tenant_id, record.id)
             return sessions_pb2.EndSessionResponse(session=session_message(row))
 
         return await self._guard(context, call)
 
     async def ListTurns(self, request, context):
-        async def call():
+        async def call(caller: Caller):
             sid = ids.strict(request.session_id)
+            caller.require(READ, sid)
             size = page_size(request.page_size, 100)
-            rows, token = await self.reads.turns(sid, size, request.page_token)
+            rows, token = await self.reads.turns(caller.tenant_id, sid, size, request.page_token)
             return sessions_pb2.ListTurnsResponse(
                 turns=[turn_message(r) for r in rows], next_page_token=token
             )

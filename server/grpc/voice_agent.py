@@ -14,7 +14,9 @@ from pipeline.audio import OutputChunker
 from pipeline.providers.base import ProviderError
 from pipeline.text import clean_for_speech
 from pipeline.transcription import TranscriptionSession
+from server.auth.caller import CONVERSE
 from server.grpc import requests as decode
+from server.grpc.auth import current_caller
 from server.grpc.converse import ConverseHandler, undecodable
 from server.grpc.status import abort, provider_status
 from server.sessions import checks
@@ -59,6 +61,7 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
         self, requests: AsyncIterator[pb.TranscribeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.TranscribeResponse]:
         try:
+            current_caller().require(CONVERSE)
             try:
                 first = await anext(requests)
             except StopAsyncIteration:
@@ -109,6 +112,7 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
     ) -> AsyncIterator[pb.SynthesizeResponse]:
         tts = self.providers.tts
         try:
+            current_caller().require(CONVERSE)
             checks.bounded_text(request.text, "text", checks.MAX_TEXT_CHARS, required=True)
             checks.bounded_text(request.voice, "voice", checks.MAX_NAME_CHARS)
             out = decode.output_format(request.output_format, "output_format")

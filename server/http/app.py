@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core import Core
 from server.http import (
+    auth_routes,
     conversation_routes,
     errors,
     general_routes,
@@ -63,6 +64,7 @@ TAGS = [
     {"name": "Conversation management", "description": "Sessions and typed turns."},
     {"name": "Real-time (WebSocket)", "description": "Live WebSocket connections."},
     {"name": "Sessions", "description": "Stored sessions and transcripts."},
+    {"name": "Authentication", "description": "Client tokens; API keys (admin)."},
 ]
 
 
@@ -126,6 +128,7 @@ def create_app(core: Core, *, grpc_port: int, grpc_services: list[str]) -> FastA
         ws_admin_routes,
         ws,
         sessions_routes,
+        auth_routes,
     ):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from server.auth.http import CallerDep
 from server.http.deps import CoreDep
 from server.http.errors import ERROR_RESPONSES
 from server.http.schemas import ProcessIn, StartIn, StartOut, TurnOut
@@ -25,13 +26,13 @@ GREETING = "Hello! How can I help you today?"
     response_model=StartOut,
     responses=ERROR_RESPONSES,
 )
-async def start_conversation(body: StartIn, core: CoreDep) -> StartOut:
+async def start_conversation(body: StartIn, core: CoreDep, caller: CallerDep) -> StartOut:
     """Creates a session for `customer_id` (and the customer, if new); it is stored before
     this returns. Use its `session_id` with /conversation/process, /voice-agent/process, the
     WebSocket or the gRPC Converse stream."""
     with database_errors():
         record = await core.opener.create(
-            body.customer_id, body.instructions or "", body.voice or ""
+            caller, body.customer_id, body.instructions or "", body.voice or ""
         )
     return StartOut(
         session_id=record.id,
@@ -48,11 +49,15 @@ async def start_conversation(body: StartIn, core: CoreDep) -> StartOut:
     response_model=TurnOut,
     responses=ERROR_RESPONSES,
 )
-async def process_conversation(body: ProcessIn, core: CoreDep) -> TurnOut:
+async def process_conversation(body: ProcessIn, core: CoreDep, caller: CallerDep) -> TurnOut:
     """One turn through the voice pipeline with typed input; set `include_audio` to get the
     reply spoken, as MP3 (without it, no speech is synthesized)."""
-    sid = ids.client_chosen(body.session_id)
+    sid = ids.client_chosen(body.session_id, caller.tenant_id)
     outcome = await run_turn(
-        core.opener, sid, lambda session: session.push_text(body.text), speak=body.include_audio
+        core.opener,
+        caller,
+        sid,
+        lambda session: session.push_text(body.text),
+        speak=body.include_audio,
     )
     return TurnOut(**await turn_response(outcome, body.include_audio))

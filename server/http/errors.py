@@ -28,15 +28,21 @@ HTTP_STATUS = {
     Kind.UNAVAILABLE: 503,
     Kind.NOT_CONFIGURED: 503,
     Kind.PROVIDER_FAILED: 502,
+    Kind.UNAUTHENTICATED: 401,
+    Kind.PERMISSION_DENIED: 403,
+    Kind.RATE_LIMITED: 429,
 }
 ERROR_RESPONSES: dict[int | str, dict] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in {
         400: "Bad input (e.g. audio that cannot be decoded).",
-        404: "Unknown session.",
+        401: "No credentials, or not valid ones (unknown, revoked or expired).",
+        403: "The credentials do not allow this (verb, or another session).",
+        404: "Unknown session (or another tenant's).",
         409: "The session has ended, or another request is live on it.",
         413: "Upload over 25 MiB, or audio over 60 seconds.",
         422: "Missing or invalid fields, or malformed JSON.",
+        429: "Over a per-tenant limit; retry after `Retry-After` seconds.",
         502: "A provider (STT, chat, TTS) failed.",
         503: "A provider is not configured or busy, the database is down, or the server is full.",
     }.items()
@@ -47,14 +53,23 @@ def status_of(kind: Kind) -> int:
     return HTTP_STATUS[kind]
 
 
-def _json(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def headers_for(exc: RequestError) -> dict[str, str]:
+    """What the status needs besides the body: how to authenticate, when to retry."""
+    if exc.kind is Kind.UNAUTHENTICATED:
+        return {"WWW-Authenticate": "Bearer"}
+    if exc.retry_after_s is not None:
+        return {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return {}
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return _json(HTTP_STATUS[exc.kind], str(exc))
+        return _json(HTTP_STATUS[exc.kind], str(exc), headers_for(exc))
 
     @app.exception_handler(AudioError)
     async def audio_error(request: Request, exc: AudioError) -> JSONResponse:

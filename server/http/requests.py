@@ -8,6 +8,7 @@ mono PCM out (encoded to files by audio_codec), and for REST no real-time pacing
 from __future__ import annotations
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat
+from server.auth.caller import Caller
 from server.sessions.opener import SessionRequest
 
 OUTPUT_RATE = 24_000  # agent audio inside the pipeline; files are encoded from it
@@ -16,19 +17,24 @@ PIPELINE_INPUT = PcmFormat(PIPELINE_RATE, 1)
 OUTPUT = PcmFormat(OUTPUT_RATE, 1)
 
 
-def turn_request(session_id: str, speak: bool) -> SessionRequest:
+def turn_request(caller: Caller, session_id: str, speak: bool) -> SessionRequest:
     """One REST turn on a stored session: text or a whole utterance in, the reply at once."""
     return SessionRequest(
-        session_id=session_id, output_format=OUTPUT, output_lead_ms=NO_PACING_MS, speak=speak
+        caller=caller,
+        session_id=session_id,
+        output_format=OUTPUT,
+        output_lead_ms=NO_PACING_MS,
+        speak=speak,
     )
 
 
 def socket_request(
-    session_id: str, customer_id: str, stream_audio: bool, lead_ms: float
+    caller: Caller, session_id: str, customer_id: str, stream_audio: bool, lead_ms: float
 ) -> SessionRequest:
     """A WebSocket on a client-chosen id, created on first use; pcm16 streams through the VAD.
     Streamed agent audio is paced (`lead_ms`); otherwise it is collected into one file."""
     return SessionRequest(
+        caller=caller,
         session_id=session_id,
         create_missing=True,
         customer_id=customer_id,

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from server.auth.caller import READ
+from server.auth.http import CallerDep
 from server.http.deps import CoreDep
 from server.http.errors import ERROR_RESPONSES
 from server.http.schemas import Latency
@@ -63,14 +65,18 @@ def turn_out(row) -> StoredTurn:
 )
 async def list_sessions(
     core: CoreDep,
+    caller: CallerDep,
     customer_id: Annotated[
         str, Query(max_length=checks.MAX_NAME_CHARS, description="Only this customer's.")
     ] = "",
     page_size: Annotated[int, PageSize] = 50,
     page_token: Annotated[str, PageToken] = "",
 ) -> SessionPage:
-    rows, token = await core.reads.sessions(customer_id, page_size, page_token)
-    return SessionPage(sessions=[session_out(r, core.reads) for r in rows], next_page_token=token)
+    """The caller's tenant's sessions (a session-scoped token: its session only)."""
+    caller.require(READ, caller.session_id)
+    rows, token = await core.reads.sessions(caller.tenant_id, customer_id, page_size, page_token)
+    shown = [session_out(r, core.reads) for r in rows if caller.may_see(str(r["id"]))]
+    return SessionPage(sessions=shown, next_page_token=token)
 
 
 @router.get(
@@ -79,10 +85,12 @@ async def list_sessions(
     response_model=SessionOut,
     responses=ERROR_RESPONSES,
 )
-async def get_session(session_id: str, core: CoreDep) -> SessionOut:
+async def get_session(session_id: str, core: CoreDep, caller: CallerDep) -> SessionOut:
     """`session_id` is the stored UUID, or the id a WebSocket client picked (mapped the same
     way as on the WebSocket)."""
-    row = await core.reads.session(ids.client_chosen(session_id), session_id)
+    sid = ids.client_chosen(session_id, caller.tenant_id)
+    caller.require(READ, sid)
+    row = await core.reads.session(caller.tenant_id, sid, session_id)
     return session_out(row, core.reads)
 
 
@@ -95,9 +103,11 @@ async def get_session(session_id: str, core: CoreDep) -> SessionOut:
 async def list_turns(
     session_id: str,
     core: CoreDep,
+    caller: CallerDep,
     page_size: Annotated[int, PageSize] = 100,
     page_token: Annotated[str, PageToken] = "",
 ) -> TurnPage:
-    sid = ids.client_chosen(session_id)
-    rows, token = await core.reads.turns(sid, page_size, page_token, session_id)
+    sid = ids.client_chosen(session_id, caller.tenant_id)
+    caller.require(READ, sid)
+    rows, token = await core.reads.turns(caller.tenant_id, sid, page_size, page_token, session_id)
     return TurnPage(turns=[turn_out(r) for r in rows], next_page_token=token)

@@ -17,6 +17,7 @@ from fastapi import HTTPException
 from voiceagent.v1 import converse_pb2
 
 from pipeline.session import VoiceSession
+from server.auth.caller import Caller
 from server.http import audio_codec
 from server.http.errors import status_of
 from server.http.requests import OUTPUT_RATE, turn_request
@@ -54,11 +55,11 @@ class TurnOutcome:
 
 
 async def run_turn(
-    opener: SessionOpener, session_id: str, push: Push, speak: bool = True
+    opener: SessionOpener, caller: Caller, session_id: str, push: Push, speak: bool = True
 ) -> TurnOutcome:
     """Resume the session, feed it one input, and wait for the reply to complete. With
     `speak=False` the reply is text only: no TTS work for audio nobody will receive."""
-    opened = await opener.open(turn_request(session_id, speak))
+    opened = await opener.open(turn_request(caller, session_id, speak))
     outcome = TurnOutcome(opened.record.id)
     async with opener.running(opened) as session:
         await push(session)

@@ -14,6 +14,8 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from pipeline.text import clean_for_speech
+from server.auth.caller import CONVERSE
+from server.auth.http import CallerDep
 from server.http import audio_codec
 from server.http.deps import CoreDep, read_upload
 from server.http.errors import ERROR_RESPONSES
@@ -40,9 +42,11 @@ AUDIO_MEDIA = {
 )
 async def speech_to_text(
     core: CoreDep,
+    caller: CallerDep,
     audio_file: Annotated[UploadFile, AUDIO_FILE],
 ) -> TranscriptionOut:
     """Speech-to-text with the configured STT provider (OpenAI Whisper or the offline model)."""
+    caller.require(CONVERSE)
     data = await read_upload(audio_file)
     decoded = await asyncio.to_thread(audio_codec.decode, data, "audio_file")
     text = await core.providers.stt.transcribe(decoded.pcm, audio_codec.PIPELINE_RATE)
@@ -63,9 +67,10 @@ async def speech_to_text(
         **ERROR_RESPONSES,
     },
 )
-async def text_to_speech(body: SpeechIn, core: CoreDep) -> Response:
+async def text_to_speech(body: SpeechIn, core: CoreDep, caller: CallerDep) -> Response:
     """Text-to-speech with the configured TTS provider; MP3 unless `format` asks otherwise.
     Markdown and emoji are not read aloud."""
+    caller.require(CONVERSE)
     text = clean_for_speech(body.text)
     if not text:
         raise HTTPException(422, "text has nothing speakable (only emoji, symbols or markup)")
@@ -87,6 +92,7 @@ async def text_to_speech(body: SpeechIn, core: CoreDep) -> Response:
 )
 async def voice_agent_process(
     core: CoreDep,
+    caller: CallerDep,
     audio_file: Annotated[UploadFile, AUDIO_FILE],
     session_id: Annotated[
         str, Form(description="From /conversation/start (or any id a WebSocket used).")
@@ -94,9 +100,12 @@ async def voice_agent_process(
 ) -> VoiceTurnOut:
     """The complete pipeline for one turn: the recording is one utterance, transcribed, answered
     in the session's context and spoken; the reply audio is an MP3 in `audio_base64`."""
-    sid = ids.client_chosen(session_id)
+    sid = ids.client_chosen(session_id, caller.tenant_id)
+    caller.require(CONVERSE, sid)
     data = await read_upload(audio_file)
     decoded = await asyncio.to_thread(audio_codec.decode, data, "audio_file")
-    outcome = await run_turn(core.opener, sid, lambda session: session.push_utterance(decoded.pcm))
+    outcome = await run_turn(
+        core.opener, caller, sid, lambda session: session.push_utterance(decoded.pcm)
+    )
     body = await turn_response(outcome, True, input_duration=round(decoded.duration_s, 3))
     return VoiceTurnOut(**body)

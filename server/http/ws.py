@@ -17,6 +17,7 @@ from fastapi import APIRouter, WebSocket
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
 from pipeline.session import VoiceSession
+from server.auth.http import socket_caller
 from server.core import Core
 from server.http import audio_codec
 from server.http.requests import socket_request
@@ -38,24 +39,36 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 # The WebSocket edge's error table: a session that cannot open closes the socket with
 # 1013 (try again later) when retrying may help, else 1008 (policy violation).
-CLOSE_CODES = {Kind.UNAVAILABLE: 1013, Kind.EXHAUSTED: 1013}
+CLOSE_CODES = {Kind.UNAVAILABLE: 1013, Kind.EXHAUSTED: 1013, Kind.RATE_LIMITED: 1013}
+# The `code` of the error message for refusals a client must handle differently.
+ERROR_CODES = {
+    Kind.UNAUTHENTICATED: "unauthenticated",
+    Kind.PERMISSION_DENIED: "permission_denied",
+    Kind.RATE_LIMITED: "rate_limited",
+}
 
 
 @router.websocket("/ws/voice-agent/{session_id}")
 async def voice_agent_socket(
-    websocket: WebSocket, session_id: str, customer_id: str = "", stream_audio: bool = False
+    websocket: WebSocket,
+    session_id: str,
+    customer_id: str = "",
+    stream_audio: bool = False,
+    token: str | None = None,
 ) -> None:
     core: Core = websocket.app.state.core
     registry: WsRegistry = websocket.app.state.ws
     await websocket.accept()
     try:
-        sid = ids.client_chosen(session_id)
+        caller = await socket_caller(websocket, token)
+        sid = ids.client_chosen(session_id, caller.tenant_id)
         checks.bounded_text(customer_id, "customer_id", checks.MAX_NAME_CHARS)
-        request = socket_request(sid, customer_id, stream_audio, core.settings.output_lead_ms)
+        lead = core.settings.output_lead_ms
+        request = socket_request(caller, sid, customer_id, stream_audio, lead)
         opened = await core.opener.open(request)
         async with core.opener.running(opened) as session:
             client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
-            conn = WsConnection(session_id, sid, client, session)
+            conn = WsConnection(session_id, sid, client, session, caller.tenant_id)
             registry.add(conn)
             try:
                 socket = Socket(websocket, conn, EventRenderer(stream_audio))
@@ -65,7 +78,7 @@ async def voice_agent_socket(
                 conn.closed.set()
     except RequestError as exc:  # cannot open the session: say why, then close
         with contextlib.suppress(Exception):
-            await websocket.send_json(error(str(exc)))
+            await websocket.send_json(error(str(exc), ERROR_CODES.get(exc.kind, "invalid_request")))
             reason = str(exc).encode()[:120].decode(errors="ignore")  # frames allow 123 bytes
             await websocket.close(CLOSE_CODES.get(exc.kind, 1008), reason)
 
@@ -107,6 +120,8 @@ class Socket:
             elif end == EndReason.IDLE:
                 reason = "idle timeout; reconnect with the same id to continue"
                 await self.send(error("no input and no agent activity for too long", "idle"))
+            elif end == EndReason.MAX_DURATION:
+                reason = "maximum session duration reached; turns are saved"
             elif end.final:
                 reason = "session ended"
             else:

@@ -24,6 +24,7 @@ class WsConnection:
     session_id: str  # the stored session's UUID
     client: str
     session: VoiceSession
+    tenant_id: str = "default"
     connected_at: datetime = field(default_factory=utcnow)
     received: int = 0
     sent: int = 0
@@ -68,5 +69,6 @@ class WsRegistry:
     def get(self, session_id: str) -> WsConnection | None:
         return self._by_session.get(session_id)
 
-    def connections(self) -> list[WsConnection]:
-        return sorted(self._by_session.values(), key=lambda c: c.connected_at)
+    def connections(self, tenant_id: str | None = None) -> list[WsConnection]:
+        found = [c for c in self._by_session.values() if tenant_id in (None, c.tenant_id)]
+        return sorted(found, key=lambda c: c.connected_at)

@@ -36,20 +36,27 @@ def decode_token(token: str, arity: int) -> list[str]:
         raise BadPageToken("page_token is not one this server issued") from None
 
 
-async def get_session(pool: asyncpg.Pool, session_id: str) -> asyncpg.Record | None:
+async def get_session(pool: asyncpg.Pool, session_id: str, tenant_id: str) -> asyncpg.Record | None:
+    """The session if it is `tenant_id`'s; another tenant's session is not found."""
     return await pool.fetchrow(
         f"""SELECT {SESSION_COLUMNS} FROM conversation_sessions s
-            LEFT JOIN customers c ON c.id = s.customer_id WHERE s.id = $1""",
+            LEFT JOIN customers c ON c.id = s.customer_id
+            WHERE s.id = $1 AND s.tenant_id = $2""",
         uuid.UUID(session_id),
+        tenant_id,
     )
 
 
-async def load_history(pool: asyncpg.Pool, session_id: str) -> tuple[list[ChatMessage], int]:
+async def load_history(
+    pool: asyncpg.Pool, session_id: str, tenant_id: str
+) -> tuple[list[ChatMessage], int]:
     """The chat history as the agent heard it, and the next turn index."""
     rows = await pool.fetch(
-        """SELECT turn_index, role, text, spoken_text FROM turns WHERE session_id = $1
+        """SELECT turn_index, role, text, spoken_text FROM turns
+           WHERE session_id = $1 AND tenant_id = $2
            ORDER BY turn_index, role DESC""",  # 'user' sorts after 'agent': DESC puts it first
         uuid.UUID(session_id),
+        tenant_id,
     )
     history = []
     for row in rows:
@@ -62,9 +69,9 @@ async def load_history(pool: asyncpg.Pool, session_id: str) -> tuple[list[ChatMe
 
 
 async def list_sessions(
-    pool: asyncpg.Pool, customer_id: str, page_size: int, page_token: str
+    pool: asyncpg.Pool, tenant_id: str, customer_id: str, page_size: int, page_token: str
 ) -> tuple[list[asyncpg.Record], str]:
-    where, args = ["TRUE"], []
+    where, args = ["s.tenant_id = $1"], [tenant_id]
     if customer_id:
         args.append(customer_id)
         where.append(f"c.external_id = ${len(args)}")
@@ -90,7 +97,7 @@ async def list_sessions(
 
 
 async def list_turns(
-    pool: asyncpg.Pool, session_id: str, page_size: int, page_token: str
+    pool: asyncpg.Pool, session_id: str, tenant_id: str, page_size: int, page_token: str
 ) -> tuple[list[asyncpg.Record], str]:
     after_index, after_role = -1, -1
     if page_token:
@@ -104,10 +111,10 @@ async def list_turns(
                   m.end_of_speech_to_first_audio_ms
            FROM turns t LEFT JOIN turn_metrics m
              ON m.session_id = t.session_id AND m.turn_index = t.turn_index AND t.role = 'agent'
-           WHERE t.session_id = $1
+           WHERE t.session_id = $1 AND t.tenant_id = $5
              AND (t.turn_index, CASE t.role WHEN 'user' THEN 0 ELSE 1 END) > ($2, $3)
            ORDER BY t.turn_index, role_order LIMIT $4""",
-        uuid.UUID(session_id), after_index, after_role, page_size + 1,
+        uuid.UUID(session_id), after_index, after_role, page_size + 1, tenant_id,
     )  # fmt: skip
     if len(rows) <= page_size:
         return list(rows), ""

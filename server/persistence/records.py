@@ -16,11 +16,14 @@ from server.persistence.writer import Write
 STATE_NAMES = {s: s.name.lower() for s in State}
 
 _CUSTOMER = """
-INSERT INTO customers (external_id) VALUES ($1) ON CONFLICT (external_id) DO NOTHING"""
+INSERT INTO customers (tenant_id, external_id) VALUES ($1, $2)
+ON CONFLICT (tenant_id, external_id) DO NOTHING"""
 
 _SESSION = """
-INSERT INTO conversation_sessions (id, customer_id, instructions, voice, config, created_at)
-VALUES ($1, (SELECT id FROM customers WHERE external_id = $2), $3, $4, $5::jsonb, $6)
+INSERT INTO conversation_sessions (id, tenant_id, customer_id, instructions, voice, config,
+                                   created_at)
+VALUES ($1, $7, (SELECT id FROM customers WHERE tenant_id = $7 AND external_id = $2), $3, $4,
+        $5::jsonb, $6)
 ON CONFLICT (id) DO NOTHING"""
 
 _STATE = """
@@ -33,16 +36,19 @@ _END = """
 UPDATE conversation_sessions SET state = 'ended', ended_at = $2, end_reason = $3, updated_at = $2
 WHERE id = $1 AND ended_at IS NULL"""
 
-_TURN = """
+# A turn's tenant is its session's: taken from the row, never from the caller.
+_TENANT_OF_SESSION = "(SELECT tenant_id FROM conversation_sessions WHERE id = $1)"
+
+_TURN = f"""
 INSERT INTO turns (session_id, turn_index, role, text, spoken_text, interrupted,
-                   start_offset_ms, end_offset_ms, audio_ms, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   start_offset_ms, end_offset_ms, audio_ms, created_at, tenant_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {_TENANT_OF_SESSION})
 ON CONFLICT (session_id, turn_index, role) DO NOTHING"""
 
-_METRICS = """
+_METRICS = f"""
 INSERT INTO turn_metrics (session_id, turn_index, vad_stop_to_transcript_ms, llm_first_token_ms,
-                          tts_first_byte_ms, end_of_speech_to_first_audio_ms)
-VALUES ($1, $2, $3, $4, $5, $6)
+                          tts_first_byte_ms, end_of_speech_to_first_audio_ms, tenant_id)
+VALUES ($1, $2, $3, $4, $5, $6, {_TENANT_OF_SESSION})
 ON CONFLICT (session_id, turn_index) DO NOTHING"""
 
 
@@ -58,10 +64,11 @@ def session_created(
     voice: str | None,
     config: dict,
     created_at: datetime,
+    tenant_id: str = "default",
 ) -> list[Write]:
-    writes = [Write(_CUSTOMER, (customer_id,))] if customer_id else []
+    writes = [Write(_CUSTOMER, (tenant_id, customer_id))] if customer_id else []
     args = (uuid.UUID(session_id), customer_id or None, instructions, voice,
-            json.dumps(config), created_at)  # fmt: skip
+            json.dumps(config), created_at, tenant_id)  # fmt: skip
     return writes + [Write(_SESSION, args)]
 
 

@@ -25,6 +25,7 @@ class EndReason(StrEnum):
     ICE_TIMEOUT = "ice_timeout"  # WebRTC: never connected within the limit
     CONNECTION_LOST = "connection_lost"  # WebRTC: disconnected for longer than the limit
     SESSION_ENDED = "session_ended"  # WebRTC: the session stopped by itself
+    MAX_DURATION = "max_duration"  # MAX_SESSION_DURATION_S reached
 
     @property
     def final(self) -> bool:

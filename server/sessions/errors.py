@@ -20,14 +20,20 @@ class Kind(StrEnum):
     UNAVAILABLE = "unavailable"  # the database is down or the server is shutting down
     NOT_CONFIGURED = "not_configured"  # a provider role has no provider
     PROVIDER_FAILED = "provider_failed"  # a provider failed after its retries
+    UNAUTHENTICATED = "unauthenticated"  # no credentials, or not valid ones
+    PERMISSION_DENIED = "permission_denied"  # a known caller without the right
+    RATE_LIMITED = "rate_limited"  # over a per-tenant limit: retry after `retry_after_s`
 
 
 class RequestError(Exception):
     """A request the core refuses, with a message a person can act on."""
 
-    def __init__(self, message: str, kind: Kind = Kind.INVALID) -> None:
+    def __init__(
+        self, message: str, kind: Kind = Kind.INVALID, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.retry_after_s = retry_after_s
 
 
 # ProviderError.code (the pipeline's vocabulary, also the event ErrorCode names) -> Kind.

@@ -12,6 +12,7 @@ import uuid
 from server.sessions import checks
 from server.sessions.errors import RequestError
 
+DEFAULT_TENANT = "default"
 CLIENT_ID_NAMESPACE = uuid.UUID("6f1c5d2e-4b7a-5c39-9e0d-8a2b3c4d5e6f")
 
 
@@ -23,10 +24,12 @@ def strict(value: str) -> str:
         raise RequestError(f"session_id {value[:64]!r} is not a UUID") from None
 
 
-def client_chosen(raw: str) -> str:
-    """The stored id for a client's session id: itself if it is a UUID, else its uuid5."""
+def client_chosen(raw: str, tenant_id: str = DEFAULT_TENANT) -> str:
+    """The stored id for a client's session id: itself if it is a UUID, else its uuid5 —
+    within the tenant, so two tenants' "session123" are two sessions."""
     checks.bounded_text(raw, "session_id", checks.MAX_NAME_CHARS, required=True)
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        return str(uuid.uuid5(CLIENT_ID_NAMESPACE, raw))
+        name = raw if tenant_id == DEFAULT_TENANT else f"{tenant_id}/{raw}"
+        return str(uuid.uuid5(CLIENT_ID_NAMESPACE, name))

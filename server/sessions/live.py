@@ -18,6 +18,7 @@ class LiveSessions:
         self.limit = limit
         self.closed = False  # set when shutdown begins
         self._live: dict[str, VoiceSession] = {}
+        self._tenants: dict[str, str] = {}  # session id -> its tenant
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -27,13 +28,21 @@ class LiveSessions:
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._live
 
-    def get(self, session_id: str) -> VoiceSession | None:
+    def get(self, session_id: str, tenant_id: str | None = None) -> VoiceSession | None:
+        """The live session (only if it is `tenant_id`'s, when given)."""
+        if tenant_id is not None and self._tenants.get(session_id) != tenant_id:
+            return None
         return self._live.get(session_id)
 
-    def sessions(self) -> list[VoiceSession]:
-        return list(self._live.values())
+    def tenant_of(self, session_id: str) -> str | None:
+        return self._tenants.get(session_id)
 
-    def add(self, session: VoiceSession) -> None:
+    def sessions(self, tenant_id: str | None = None) -> list[VoiceSession]:
+        return [
+            s for s in self._live.values() if tenant_id is None or self._tenants[s.id] == tenant_id
+        ]
+
+    def add(self, session: VoiceSession, tenant_id: str = "default") -> None:
         if self.closed:
             raise RequestError("the server is shutting down; retry shortly", Kind.UNAVAILABLE)
         if session.id in self._live:
@@ -48,11 +57,13 @@ class LiveSessions:
                 Kind.EXHAUSTED,
             )
         self._live[session.id] = session
+        self._tenants[session.id] = tenant_id
         self._empty.clear()
 
     def remove(self, session: VoiceSession) -> None:
         if self._live.get(session.id) is session:
             del self._live[session.id]
+            del self._tenants[session.id]
         if not self._live:
             self._empty.set()
 

@@ -9,10 +9,13 @@ and persistence behave alike on every edge. Failures are `RequestError`s with a 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voiceagent.v1 import converse_pb2
 
@@ -22,13 +25,18 @@ from pipeline.providers.base import Providers
 from pipeline.session import SessionOptions, VoiceSession
 from pipeline.silero import SileroBatcher
 from pipeline.vad import VadParams
+from server.auth.caller import CONVERSE, Caller, open_access
 from server.config import Settings
 from server.persistence.writer import TRANSIENT as DB_DOWN
 from server.sessions import checks
 from server.sessions.ending import EndReason
 from server.sessions.errors import Kind, RequestError
+from server.sessions.limits import TenantAdmission, TenantLimits
 from server.sessions.live import LiveSessions
 from server.sessions.store import SessionRecord, SessionStore
+
+log = logging.getLogger(__name__)
+LIMITS_CACHE_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +53,7 @@ class SessionRequest:
     vad: VadParams | None = None  # None: the server's defaults
     output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
     speak: bool = True  # False: text replies only, no TTS work
+    caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class OpenedSession:
     record: SessionRecord
     options: SessionOptions
     resumed: bool
+    caller: Caller = field(default_factory=open_access)
 
 
 class SessionOpener:
@@ -66,9 +76,15 @@ class SessionOpener:
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
         self.store, self.live = store, live
+        self.admission = TenantAdmission()
+        self._limits: dict[str, tuple[float, TenantLimits]] = {}
 
     async def open(self, request: SessionRequest) -> OpenedSession:
-        """Check `request`; create or load its session."""
+        """Check `request` (and that its caller may converse on it); create or load its
+        session, in the caller's tenant."""
+        caller = request.caller
+        caller.require(CONVERSE, request.session_id)
+        tenant = caller.tenant_id
         checks.bounded_text(request.customer_id, "customer_id", checks.MAX_NAME_CHARS)
         checks.bounded_text(request.voice, "voice", checks.MAX_NAME_CHARS)
         checks.bounded_text(request.instructions, "instructions", checks.MAX_INSTRUCTIONS_CHARS)
@@ -87,34 +103,40 @@ class SessionOpener:
         )
         if not request.session_id:
             record = self.store.create(
+                tenant,
                 request.customer_id,
                 request.instructions or settings.instructions,
                 request.voice or None,
             )
-            return OpenedSession(record, options, False)
+            return OpenedSession(record, options, False, caller)
         resumed = True
         if request.create_missing:
-            resumed = not await self._ensure(request.session_id, request.customer_id)
-        record = await self.load(request.session_id)
+            resumed = not await self._ensure(tenant, request.session_id, request.customer_id)
+        record = await self.load(request.session_id, tenant)
         if request.instructions and request.instructions != record.instructions:
             self.store.instructions_changed(record, request.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
-        return OpenedSession(record, options, resumed)
+        return OpenedSession(record, options, resumed, caller)
 
-    async def create(self, customer_id: str, instructions: str, voice: str) -> SessionRecord:
+    async def create(
+        self, caller: Caller, customer_id: str, instructions: str, voice: str
+    ) -> SessionRecord:
         """A new session by request (no stream yet), durable before this returns."""
+        caller.require(CONVERSE)
         return await self.store.create_now(
-            customer_id, instructions or self.settings.instructions, voice or None
+            caller.tenant_id, customer_id, instructions or self.settings.instructions, voice or None
         )
 
-    async def _ensure(self, session_id: str, customer_id: str) -> bool:
+    async def _ensure(self, tenant: str, session_id: str, customer_id: str) -> bool:
         """Create the session under this exact id unless it exists; True if it was created.
         Idempotent (the insert is ON CONFLICT DO NOTHING), so racing connections agree."""
         try:
-            if await self.store.get(session_id) is not None:
+            if await self.store.get(session_id, tenant) is not None:
                 return False
-            await self.store.create_now(customer_id, self.settings.instructions, None, session_id)
+            await self.store.create_now(
+                tenant, customer_id, self.settings.instructions, None, session_id
+            )
         except DB_DOWN as exc:
             raise RequestError(
                 f"cannot open session {session_id}: the database is unavailable ({exc})",
@@ -122,11 +144,11 @@ class SessionOpener:
             ) from None
         return True
 
-    async def load(self, session_id: str) -> SessionRecord:
-        """A stored session that can take a stream: NOT_FOUND, CONFLICT (ended) or
-        UNAVAILABLE (database down, and not cached here) otherwise."""
+    async def load(self, session_id: str, tenant: str) -> SessionRecord:
+        """A stored session of `tenant` that can take a stream: NOT_FOUND (also for another
+        tenant's), CONFLICT (ended) or UNAVAILABLE (database down, not cached) otherwise."""
         try:
-            record = await self.store.get(session_id)
+            record = await self.store.get(session_id, tenant)
         except DB_DOWN as exc:
             raise RequestError(
                 f"cannot load session {session_id}: the database is unavailable ({exc})",
@@ -167,11 +189,27 @@ class SessionOpener:
             opened.options,
             recorder=self.store.recorder(record),
         )
-        self.live.add(session)
+        tenant = record.tenant_id
+        limits = await self.limits(tenant)
+        # Tenant limits bound authenticated callers; with authentication off (a loopback dev
+        # server) only MAX_SESSIONS applies.
+        admitted = bool(opened.caller.key_id)
+        if admitted:
+            self.admission.admit(tenant, limits)
+        try:
+            self.live.add(session, tenant)
+        except RequestError:
+            if admitted:
+                self.admission.release(tenant)
+            raise
         session.start()
+        cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
         try:
             yield session
         finally:
+            cap.cancel()  # not awaited: nothing may delay freeing the slot below
+            if admitted:
+                self.admission.release(tenant)
             await session.close()
             record.history = session.conversation.history
             record.next_turn_index = session.conversation.next_turn_index
@@ -185,6 +223,40 @@ class SessionOpener:
     async def hang_up(self, record: SessionRecord, reason: str) -> None:
         """End a session for good (EndSession, admin): its live stream, if any, is closed."""
         self.store.end(record, reason or EndReason.ENDED_BY_REQUEST)
-        live = self.live.get(record.id)
+        live = self.live.get(record.id, record.tenant_id)
         if live is not None:
             await live.close(reason=EndReason.HANG_UP)
+
+    async def _cap(self, session: VoiceSession, max_s: float) -> None:
+        """End a live session at its maximum duration, warning the client first."""
+        warn_s = min(self.settings.session_expiry_warning_s, max_s)
+        await asyncio.sleep(max_s - warn_s)
+        if warn_s > 0:
+            await session.events.session_expiring(round(warn_s))
+            await asyncio.sleep(warn_s)
+        log.info("session %s reached its maximum duration (%.0f s)", session.id, max_s)
+        await session.close(reason=EndReason.MAX_DURATION)
+
+    async def limits(self, tenant: str) -> TenantLimits:
+        """The tenant's limits: its row in `tenants` where set, else the server's defaults."""
+        now = time.monotonic()
+        cached = self._limits.get(tenant)
+        if cached is not None and now - cached[0] < LIMITS_CACHE_S:
+            return cached[1]
+        s = self.settings
+        row = None
+        try:
+            row = await self.store.db.pool.fetchrow(
+                "SELECT max_sessions, starts_per_minute, max_session_s FROM tenants WHERE id = $1",
+                tenant,
+            )
+        except DB_DOWN:
+            if cached is not None:
+                return cached[1]
+        limits = TenantLimits(
+            max_sessions=(row and row["max_sessions"]) or s.tenant_max_sessions,
+            starts_per_minute=(row and row["starts_per_minute"]) or s.tenant_starts_per_minute,
+            max_session_s=float((row and row["max_session_s"]) or s.max_session_duration_s),
+        )
+        self._limits[tenant] = (now, limits)
+        return limits

@@ -47,27 +47,35 @@ class SessionReads:
             await self.store.writer.flush(READ_FLUSH_S)
             return await query(self.store.db.pool)
 
-    async def session(self, session_id: str, shown_id: str | None = None) -> asyncpg.Record:
-        """The row of a stored session (`session_id` canonical); NOT_FOUND names `shown_id`."""
-        row = await self._read(lambda pool: queries.get_session(pool, session_id))
+    async def session(
+        self, tenant_id: str, session_id: str, shown_id: str | None = None
+    ) -> asyncpg.Record:
+        """The row of a stored session of `tenant_id` (`session_id` canonical); NOT_FOUND,
+        naming `shown_id`, for an unknown id and for another tenant's."""
+        row = await self._read(lambda pool: queries.get_session(pool, session_id, tenant_id))
         if row is None:
             raise RequestError(f"session {shown_id or session_id} not found", Kind.NOT_FOUND)
         return row
 
     async def sessions(
-        self, customer_id: str, page_size: int, page_token: str
+        self, tenant_id: str, customer_id: str, page_size: int, page_token: str
     ) -> tuple[list[asyncpg.Record], str]:
         return await self._read(
-            lambda pool: queries.list_sessions(pool, customer_id, page_size, page_token)
+            lambda pool: queries.list_sessions(pool, tenant_id, customer_id, page_size, page_token)
         )
 
     async def turns(
-        self, session_id: str, page_size: int, page_token: str, shown_id: str | None = None
+        self,
+        tenant_id: str,
+        session_id: str,
+        page_size: int,
+        page_token: str,
+        shown_id: str | None = None,
     ) -> tuple[list[asyncpg.Record], str]:
-        row = await self.session(session_id, shown_id)
+        row = await self.session(tenant_id, session_id, shown_id)
         with database_errors():
             return await queries.list_turns(
-                self.store.db.pool, str(row["id"]), page_size, page_token
+                self.store.db.pool, str(row["id"]), tenant_id, page_size, page_token
             )
 
     def is_live(self, session_id: str) -> bool:

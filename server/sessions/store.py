@@ -18,6 +18,7 @@ from pipeline.turn import State, Turn
 from server.persistence import queries, records
 from server.persistence.database import Database
 from server.persistence.writer import Write, WriteBehindWriter
+from server.sessions.errors import Kind, RequestError
 
 CACHE_SIZE = 10_000
 
@@ -26,12 +27,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+DEFAULT_TENANT = "default"
+
+
 @dataclass
 class SessionRecord:
     id: str
     customer_id: str
     instructions: str
     voice: str | None
+    tenant_id: str = DEFAULT_TENANT
     history: list[ChatMessage] = field(default_factory=list)
     next_turn_index: int = 1
     created_at: datetime = field(default_factory=utcnow)
@@ -65,44 +70,64 @@ class SessionStore:
         return record
 
     def _new(
-        self, customer_id: str, instructions: str, voice: str | None, session_id: str | None
+        self,
+        tenant_id: str,
+        customer_id: str,
+        instructions: str,
+        voice: str | None,
+        session_id: str | None,
     ) -> tuple[SessionRecord, list[Write]]:
-        record = SessionRecord(session_id or str(uuid.uuid4()), customer_id, instructions, voice)
+        record = SessionRecord(
+            session_id or str(uuid.uuid4()), customer_id, instructions, voice, tenant_id
+        )
         config = {"voice": voice} if voice else {}
         writes = records.session_created(
-            record.id, customer_id, instructions, voice, config, record.created_at
+            record.id, customer_id, instructions, voice, config, record.created_at, tenant_id
         )
         return record, writes
 
-    def create(self, customer_id: str, instructions: str, voice: str | None) -> SessionRecord:
+    def create(
+        self, tenant_id: str, customer_id: str, instructions: str, voice: str | None
+    ) -> SessionRecord:
         """A session opened by a live stream: recorded write-behind."""
-        record, writes = self._new(customer_id, instructions, voice, None)
+        record, writes = self._new(tenant_id, customer_id, instructions, voice, None)
         self.writer.submit(*writes)
         return self._remember(record)
 
     async def create_now(
-        self, customer_id: str, instructions: str, voice: str | None, session_id: str | None = None
+        self,
+        tenant_id: str,
+        customer_id: str,
+        instructions: str,
+        voice: str | None,
+        session_id: str | None = None,
     ) -> SessionRecord:
         """A session created by request: durable before this returns. With `session_id`, under
         that id (idempotent: creating an existing id changes nothing)."""
-        record, writes = self._new(customer_id, instructions, voice, session_id)
+        record, writes = self._new(tenant_id, customer_id, instructions, voice, session_id)
         await self.writer.flush(timeout=5)  # keep order with what is already queued
         await queries.write_now(self.db.pool, writes)
+        if session_id and await queries.get_session(self.db.pool, session_id, tenant_id) is None:
+            # The id exists, and is another tenant's: it is not this caller's to use.
+            raise RequestError(f"session {session_id} not found", Kind.NOT_FOUND)
         return self._remember(record)
 
-    async def get(self, session_id: str) -> SessionRecord | None:
-        if session_id in self._cache:
-            return self._cache[session_id]
-        row = await queries.get_session(self.db.pool, session_id)
+    async def get(self, session_id: str, tenant_id: str) -> SessionRecord | None:
+        """The session if it is `tenant_id`'s: another tenant's session is not found here."""
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            return cached if cached.tenant_id == tenant_id else None
+        row = await queries.get_session(self.db.pool, session_id, tenant_id)
         if row is None:
             return None
-        history, next_index = await queries.load_history(self.db.pool, session_id)
+        history, next_index = await queries.load_history(self.db.pool, session_id, tenant_id)
         return self._remember(
             SessionRecord(
                 id=str(row["id"]),
                 customer_id=row["customer_id"] or "",
                 instructions=row["instructions"],
                 voice=row["voice"],
+                tenant_id=tenant_id,
                 history=history,
                 next_turn_index=next_index,
                 created_at=row["created_at"],
