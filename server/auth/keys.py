@@ -131,3 +131,27 @@ def _info(row: asyncpg.Record) -> KeyInfo:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
+
+
+async def set_limits(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    *,
+    max_sessions: int | None,
+    starts_per_minute: int | None,
+    max_session_s: int | None,
+) -> None:
+    """Set a tenant's limits (None leaves one as it is); the tenant is created if new."""
+    check_tenant(tenant_id)
+    for value in (max_sessions, starts_per_minute, max_session_s):
+        if value is not None and value < 1:
+            raise ValueError("limits must be positive")
+    await pool.execute(
+        """INSERT INTO tenants (id, max_sessions, starts_per_minute, max_session_s)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (id) DO UPDATE SET
+             max_sessions = coalesce($2, tenants.max_sessions),
+             starts_per_minute = coalesce($3, tenants.starts_per_minute),
+             max_session_s = coalesce($4, tenants.max_session_s)""",
+        tenant_id, max_sessions, starts_per_minute, max_session_s,
+    )  # fmt: skip
