@@ -2,13 +2,15 @@
 
 Streams the WAV over Converse in 20 ms frames at real-time pace (as a microphone would),
 prints transcripts and agent text as they arrive, and writes the agent's audio to a WAV file.
-`--text` sends typed turns instead of audio.
+`--text` sends typed turns instead of audio. `--key` (or VOICE_AGENT_KEY) is sent as
+`authorization: Bearer <key>` metadata on every call.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import wave
@@ -71,7 +73,9 @@ async def talk(args) -> int:
     async with grpc.aio.insecure_channel(args.server) as channel:
         stub = pb_grpc.VoiceAgentServiceStub(channel)
         try:
-            async for event in stub.Converse(requests(args, pcm, rate, channels)):
+            metadata = (("authorization", f"Bearer {args.key}"),) if args.key else None
+            stream = stub.Converse(requests(args, pcm, rate, channels), metadata=metadata)
+            async for event in stream:
                 show(event, audio)
         except grpc.aio.AioRpcError as exc:
             print(f"\n[{exc.code().name}] {exc.details()}", file=sys.stderr)
@@ -117,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instructions", default="")
     parser.add_argument("--session", default="", help="continue this session id")
     parser.add_argument("--fast", action="store_true", help="send audio as fast as possible")
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("VOICE_AGENT_KEY", ""),
+        help="API key, sent as a Bearer token (default: $VOICE_AGENT_KEY)",
+    )
     args = parser.parse_args(argv)
     if not args.wav and not args.text:
         parser.error("give a WAV file or --text")

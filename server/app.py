@@ -8,6 +8,7 @@ runs and what tests start on loopback ports.
 from __future__ import annotations
 
 import logging
+import ssl
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,6 +41,18 @@ SERVICES = (SERVICE_NAME, SESSION_SERVICE_NAME, AUTH_SERVICE_NAME)
 MAX_MESSAGE_BYTES = 1024 * 1024
 
 
+def tls_pair(settings: Settings) -> tuple[bytes, bytes]:
+    """TLS_KEY_FILE and TLS_CERT_FILE as PEM bytes, checked to be a matching pair, so a bad
+    file stops start-up with one message naming the settings (not a gRPC or ssl traceback)."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert_file, settings.tls_key_file
+        )
+        return settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes()
+    except (OSError, ssl.SSLError) as exc:
+        raise RuntimeError(f"TLS_CERT_FILE/TLS_KEY_FILE cannot be used: {exc}") from None
+
+
 class VoiceServer:
     def __init__(self, settings: Settings, providers: Providers | None = None) -> None:
         self.settings = settings
@@ -53,9 +66,11 @@ class VoiceServer:
         self.http_port = 0
 
     async def start(self) -> int:
-        """Open the core (raises DatabaseUnavailable), then serve every edge. Raises
+        """Check the TLS files, open the core (raises DatabaseUnavailable), then serve every
+        edge (TLS on both ports when TLS_CERT_FILE and TLS_KEY_FILE are set). Raises
         binding.UnsafeBind before listening anywhere it would expose an open server."""
         settings = self.settings
+        tls = tls_pair(settings) if settings.tls_cert_file and settings.tls_key_file else None
         self.core = core = await Core.open(settings, self.providers)
         grpc_host, http_host = binding.hosts(
             settings.grpc_host,
@@ -80,7 +95,10 @@ class VoiceServer:
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{grpc_host}:{settings.grpc_port}"
-        self.port = server.add_insecure_port(address)
+        if tls:
+            self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot bind gRPC to {address}")
         await server.start()
@@ -92,7 +110,13 @@ class VoiceServer:
         )
         app.state.webrtc = self.bridge
         app.include_router(webrtc_router)  # WebRTC signalling and the browser call page
-        self.http = HttpServer(app, http_host, settings.http_port, settings.shutdown_grace_s)
+        self.http = HttpServer(
+            app,
+            http_host,
+            settings.http_port,
+            settings.shutdown_grace_s,
+            tls=(settings.tls_cert_file, settings.tls_key_file) if tls else None,
+        )
         self.http_port = await self.http.start()
         log.info("HTTP (REST, WebSocket, WebRTC, /docs) serving on port %d", self.http_port)
         log.info("gRPC serving %s on port %d (providers: stt=%s chat=%s tts=%s)",

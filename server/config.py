@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.conversation import DEFAULT_INSTRUCTIONS
@@ -20,7 +20,9 @@ class IceServer(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A validation error quotes no input: a cross-field check would print every setting's
+    # value, OPENAI_API_KEY and DATABASE_URL's password included.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     grpc_host: str | None = Field(
         None,
@@ -35,6 +37,17 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(8000, ge=0, le=65535, description="REST/WebSocket API port; 0 = any.")
     log_level: str = "INFO"
+    tls_cert_file: FilePath | None = Field(
+        None, description="PEM certificate chain: gRPC and HTTP serve TLS (with TLS_KEY_FILE)."
+    )
+    tls_key_file: FilePath | None = Field(
+        None, description="PEM private key of TLS_CERT_FILE; set both or neither."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='JSON, e.g. ["https://app.example.org"]: origins whose pages may call the '
+        'HTTP API; "*" = any; empty = no cross-origin access.',
+    )
 
     # Authentication: on as soon as one API key exists (python -m server.keys create).
     require_auth: bool = Field(
@@ -66,7 +79,9 @@ class Settings(BaseSettings):
         60.0, ge=0, description="A session_expiring event is sent this long before the cut."
     )
 
-    openai_api_key: str | None = None
+    openai_api_key: SecretStr | None = Field(
+        None, description="Masked in repr and errors: read with get_secret_value()."
+    )
     openai_base_url: str | None = Field(None, description="Any OpenAI-compatible server.")
     openai_timeout_s: float = Field(30.0, gt=0)
     openai_max_retries: int = Field(2, ge=0, le=10)
@@ -152,3 +167,9 @@ class Settings(BaseSettings):
         description="An answered offer whose call has not connected this long ends (frees its "
         "session slot).",
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both, or neither")
+        return self

@@ -50,7 +50,7 @@ def build_providers(settings: Settings) -> Providers:
     client = None
     if "openai" in choice.values() and settings.openai_api_key:
         client = openai.AsyncOpenAI(
-            api_key=settings.openai_api_key,
+            api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url,
             timeout=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,

@@ -5,6 +5,53 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
+// ---- API key (optional) -----------------------------------------------------------------
+// A typed key is kept in sessionStorage (this tab only), never in a URL: each call trades it
+// for a short-lived client token, sent as a Bearer header, or as ?token= on the WebSocket
+// (browsers cannot set its headers). Without a key nothing is sent (a server with auth off).
+const KEY_STORE = "voiceAgent.apiKey";
+
+class HttpError extends Error {
+  constructor(status, detail) {
+    super(`${status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+    this.status = status;
+  }
+}
+
+const auth = {
+  token: null,
+
+  async start() {
+    this.token = null;
+    const key = $("key").value.trim();
+    if (!key) {
+      sessionStorage.removeItem(KEY_STORE);
+      return;
+    }
+    sessionStorage.setItem(KEY_STORE, key);
+    const body = await api("/v1/client-tokens", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
+      body: JSON.stringify({ verbs: ["converse", "read"], ttl_s: 600 }),
+    });
+    this.token = body.token;
+  },
+  headers(headers = {}) {
+    return this.token ? { ...headers, Authorization: `Bearer ${this.token}` } : headers;
+  },
+  query() {
+    return this.token ? `?token=${encodeURIComponent(this.token)}` : "";
+  },
+};
+
+// fetch with the client token, if there is one; the JSON reply, or an HttpError.
+async function api(path, options = {}) {
+  const reply = await fetch(path, { ...options, headers: auth.headers(options.headers) });
+  const body = reply.status === 204 ? null : await reply.json().catch(() => null);
+  if (!reply.ok) throw new HttpError(reply.status, (body && body.detail) || reply.statusText);
+  return body;
+}
+
 // ---- conversation view -----------------------------------------------------------------
 const ui = {
   agent: new Map(), // turn_index -> agent bubble
@@ -65,7 +112,7 @@ class WebRtcCall {
   constructor() { this.pcId = null; this.pending = []; }
 
   async start() {
-    const config = await (await fetch("/webrtc/config")).json();
+    const config = await api("/webrtc/config");
     this.pc = new RTCPeerConnection({ iceServers: config.ice_servers });
     this.mic = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -83,13 +130,11 @@ class WebRtcCall {
       if (s === "failed" || s === "closed") end(`connection ${s}`);
     };
     await this.pc.setLocalDescription(await this.pc.createOffer());
-    const reply = await fetch("/webrtc/offer", {
+    const answer = await api("/webrtc/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ sdp: this.pc.localDescription.sdp, type: "offer" }),
     });
-    const answer = await reply.json();
-    if (!reply.ok) throw new Error(JSON.stringify(answer.detail));
     this.pcId = answer.pc_id;
     $("session").textContent = `session ${answer.session_id}`;
     await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
@@ -105,7 +150,7 @@ class WebRtcCall {
   flush() {
     if (!this.pending.length) return;
     const candidates = this.pending.splice(0);
-    fetch("/webrtc/offer", {
+    api("/webrtc/offer", {
       method: "PATCH",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ pc_id: this.pcId, candidates }),
@@ -133,7 +178,9 @@ class WebRtcCall {
   close() { // keepalive: the hang-up still goes out when the page is closing
     clearInterval(this.statsTimer);
     if (this.pcId) {
-      fetch(`/webrtc/calls/${this.pcId}`, { method: "DELETE", keepalive: true }).catch(() => {});
+      fetch(`/webrtc/calls/${this.pcId}`, {
+        method: "DELETE", keepalive: true, headers: auth.headers(),
+      }).catch(() => {});
     }
     if (this.mic) this.mic.getTracks().forEach((t) => t.stop());
     if (this.pc) this.pc.close();
@@ -145,10 +192,13 @@ class WebSocketCall {
   async start() {
     const id = crypto.randomUUID ? crypto.randomUUID() : String(Date.now());
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    this.ws = new WebSocket(`${scheme}://${location.host}/ws/voice-agent/${id}`);
+    this.ws = new WebSocket(`${scheme}://${location.host}/ws/voice-agent/${id}${auth.query()}`);
     this.ws.onmessage = (e) => onWsMessage(JSON.parse(e.data));
     this.ws.onclose = (e) => end(e.reason || "connection closed");
-    await new Promise((ok, fail) => { this.ws.onopen = ok; this.ws.onerror = fail; });
+    await new Promise((ok, fail) => {
+      this.ws.onopen = ok;
+      this.ws.onerror = () => fail(new Error("the WebSocket did not open"));
+    });
     this.mic = await navigator.mediaDevices.getUserMedia({ audio: true });
     this.ctx = new AudioContext();
     const source = this.ctx.createMediaStreamSource(this.mic);
@@ -218,6 +268,7 @@ function setInCall(on) {
   $("hangup").disabled = !on;
   $("text").disabled = !on;
   $("send").disabled = !on;
+  $("key").disabled = on;
 }
 
 function end(reason) {
@@ -230,6 +281,8 @@ function end(reason) {
   ui.add("note", `Call ended${reason ? ` (${reason})` : ""}`);
 }
 
+$("key").value = sessionStorage.getItem(KEY_STORE) || "";
+
 $("call").onclick = async () => {
   const webrtc = "RTCPeerConnection" in window && params.get("transport") !== "ws";
   call = webrtc ? new WebRtcCall() : new WebSocketCall();
@@ -238,10 +291,15 @@ $("call").onclick = async () => {
   setInCall(true);
   ui.state("connecting");
   try {
+    await auth.start();
     await call.start();
   } catch (err) {
     ui.add("error", `Could not start the call: ${err.message || err}`);
     end("failed");
+    if (err.status === 401 || err.status === 403) { // a missing, wrong or too weak key
+      $("state").textContent = `${err.status} ${err.status === 401 ? "unauthorized" : "forbidden"}`;
+      $("state").className = "state failed";
+    }
   }
 };
 

@@ -117,10 +117,16 @@ def create_app(core: Core, *, grpc_port: int, grpc_services: list[str]) -> FastA
     app.state.started_at = time.monotonic()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    # The original browser client is a local HTML file: let any origin call the API.
-    app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
-    )
+    # Pages from other origins (the original browser client was a local HTML file) may call
+    # the API only when CORS_ORIGINS lists them ("*": any); the call page at /client is
+    # same-origin and needs nothing.
+    if core.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=core.settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     for module in (
         general_routes,
         voice_routes,

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
+from server.http import redact
 from server.http.audio_codec import MAX_UPLOAD_BYTES
 
 # One base64 recording of the largest allowed upload, plus its JSON envelope.
@@ -53,8 +55,19 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, host: str, port: int, shutdown_grace_s: float) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        shutdown_grace_s: float,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`tls`: (certificate, key) PEM files. uvicorn wraps the pre-bound socket in TLS too
+        (it passes `config.ssl` to `loop.create_server(sock=...)`)."""
         self.host, self.requested_port = host, port
+        redact.install()
+        cert, key = tls or (None, None)
         self.config = uvicorn.Config(
             app,
             loop="none",
@@ -62,6 +75,8 @@ class HttpServer:
             log_config=None,
             ws_max_size=WS_MAX_MESSAGE_BYTES,
             timeout_graceful_shutdown=max(1, round(shutdown_grace_s)),
+            ssl_certfile=cert,
+            ssl_keyfile=key,
         )
         self.server = _EmbeddedServer(self.config)
         self._task: asyncio.Task[None] | None = None
