@@ -151,6 +151,8 @@ class EventRenderer:
             return [{"type": "state", "state": State(body.state).name.lower()}]
         if kind == "agent_text_delta":
             return [{"type": "agent_text_delta", "text": body.text, "turn_index": body.turn_index}]
+        if kind == "session_expiring":
+            return [{"type": "session_expiring", "seconds_left": body.seconds_left}]
         if kind == "speech_started":
             return [{"type": "speech_started", "offset_ms": body.offset_ms}]
         if kind == "speech_stopped":
