@@ -102,12 +102,11 @@ class VoiceServer:
         if self.port == 0:
             raise RuntimeError(f"cannot bind gRPC to {address}")
         await server.start()
-        for name in ("", *SERVICES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # SERVING while the database answers, NOT_SERVING while it does not (what GET /health
+        # says too: both follow core.db_health). After graceful shutdown begins, set is a no-op.
+        await core.db_health.subscribe(self._grpc_health)
         self.bridge = Bridge(core)
-        app = create_app(
-            core, grpc_port=self.port, grpc_services=[SERVICE_NAME, SESSION_SERVICE_NAME]
-        )
+        app = create_app(core, grpc_port=self.port, grpc_services=list(SERVICES))
         app.state.webrtc = self.bridge
         app.include_router(webrtc_router)  # WebRTC signalling and the browser call page
         self.http = HttpServer(
@@ -123,6 +122,13 @@ class VoiceServer:
                  SERVICE_NAME, self.port, self.providers.stt.name,
                  self.providers.chat.name, self.providers.tts.name)  # fmt: skip
         return self.port
+
+    async def _grpc_health(self, database_ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not database_ok:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME, SESSION_SERVICE_NAME):
+            await self.health.set(name, status)
 
     async def stop(self) -> None:
         """Graceful: refuse new work, let live turns finish for the grace period, then cut;

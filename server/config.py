@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Where the embedded Postgres keeps its data.")
     db_pool_size: int = Field(10, ge=1, le=100)
     db_writer_max_pending: int = Field(100_000, ge=100)
+    db_check_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the database is probed (gRPC health follows it) and an embedded "
+        "Postgres checked, and restarted if it died.",
+    )
 
     instructions: str = DEFAULT_INSTRUCTIONS
     vad_threshold: float = Field(0.5, gt=0, lt=1)

@@ -1,9 +1,10 @@
 """The session core: everything an edge needs, and nothing about any edge.
 
 `Core` holds the settings, providers, the shared VAD batcher, the database and its writer,
-the session store, the live registry, the opener, the reads and the authenticator. Edges and routes receive a
-Core (never the whole server), so a new edge is a thin peer of the others. `drain` is the
-graceful shutdown of live sessions, the same for every edge.
+the session store, the live registry, the opener, the reads, the authenticator, and
+`db_health` (whether the database answers, for every edge's health report). Edges and routes
+receive a Core (never the whole server), so a new edge is a thin peer of the others. `drain`
+is the graceful shutdown of live sessions, the same for every edge.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.silero import SileroBatcher
 from server.auth.authenticator import Authenticator
 from server.config import Settings
 from server.persistence.database import Database
+from server.persistence.supervisor import DatabaseHealth
 from server.persistence.writer import WriteBehindWriter
 from server.sessions.ending import EndReason
 from server.sessions.live import LiveSessions
@@ -35,6 +37,7 @@ class Core:
     providers: Providers
     batcher: SileroBatcher
     db: Database
+    db_health: DatabaseHealth
     writer: WriteBehindWriter
     store: SessionStore
     live: LiveSessions
@@ -46,7 +49,14 @@ class Core:
     @classmethod
     async def open(cls, settings: Settings, providers: Providers) -> Core:
         """Open the database (raises DatabaseUnavailable) and wire the core around it."""
-        db = await Database.open(settings.database_url, settings.data_dir, settings.db_pool_size)
+        db = await Database.open(
+            settings.database_url,
+            settings.data_dir,
+            settings.db_pool_size,
+            supervise_interval=settings.db_check_interval_s,
+        )
+        db_health = DatabaseHealth(db, settings.db_check_interval_s)
+        db_health.start()
         writer = WriteBehindWriter(db.pool, settings.db_writer_max_pending)
         writer.start()
         store = SessionStore(db, writer)
@@ -66,6 +76,7 @@ class Core:
             providers=providers,
             batcher=batcher,
             db=db,
+            db_health=db_health,
             writer=writer,
             store=store,
             live=live,
@@ -124,4 +135,5 @@ class Core:
         await self.batcher.aclose()
         await self.providers.aclose()
         await self.writer.close()
+        await self.db_health.stop()
         await self.db.close()

