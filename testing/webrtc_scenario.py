@@ -1,8 +1,8 @@
 """WebRTC scenarios, run by tests/test_webrtc*.py in a private network namespace.
 
-    unshare -n python -m tests.webrtc_scenario MODE --database-url URL [--codec opus|PCMU]
+    unshare -n python -m testing.webrtc_scenario MODE --database-url URL [--codec opus|PCMU]
 
-Brings up the namespace's links (tests/webrtc_netns.py), the fake OpenAI and a VoiceServer
+Brings up the namespace's links (testing/webrtc_netns.py), the fake OpenAI and a VoiceServer
 with the bridge's routes, runs one scenario against them and prints `RESULT <json>` on
 stdout for the test to assert on. Modes: conversation (an aiortc caller speaks, types and
 barges in), bad_input, lifecycle (ICE timeout, page close, resume, shutdown), chromium.
@@ -24,11 +24,11 @@ import asyncpg
 import httpx
 
 from server.persistence.database import EmbeddedPostgres
-from tests import webrtc_browser
-from tests.speech import speech_pcm
-from tests.webrtc_netns import ADDRESSES, set_up
-from tests.webrtc_peer import Caller, MicTrack
-from tests.webrtc_stack import (
+from testing import webrtc_browser
+from testing.speech import speech_pcm
+from testing.webrtc_netns import ADDRESSES, set_up
+from testing.webrtc_peer import Caller, MicTrack
+from testing.webrtc_stack import (
     FIRST_REPLY,
     open_peer_connections,
     raw_offer,
@@ -274,7 +274,7 @@ async def main(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.webrtc_scenario", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m testing.webrtc_scenario", description=__doc__)
     p.add_argument("mode", choices=sorted(MODES))
     p.add_argument("--database-url", default="", help="Unix-socket URL; empty: embedded")
     p.add_argument("--data-dir", default="var/webrtc-scenario", help="for the embedded one")

@@ -12,8 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.speech import speech_pcm, write_wav
-from tests.webrtc_stack import FIRST_REPLY, open_peer_connections, stack
+from testing.speech import speech_pcm, write_wav
+from testing.webrtc_stack import FIRST_REPLY, open_peer_connections, stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -15,9 +15,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from server.app import VoiceServer
 from server.persistence import queries
-from tests.conftest import test_settings
-from tests.fakes import FakeOpenAI
-from tests.webrtc_netns import ADDRESSES
+from testing.fakes import FakeOpenAI
+from testing.settings import test_settings
+from testing.webrtc_netns import ADDRESSES
 
 FIRST_REPLY = "It is sunny and warm today. Take a hat with you."
 
