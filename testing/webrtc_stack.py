@@ -35,6 +35,17 @@ class Stack:
         async with self.http() as http:
             return (await http.get("/webrtc/calls")).json()
 
+    async def wait_for_call(self, check: Callable[[dict], bool], timeout: float, what: str) -> dict:
+        """The one live call as GET /webrtc/calls shows it, once `check` holds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.calls()
+            if len(state["calls"]) == 1 and check(state["calls"][0]):
+                return state["calls"][0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {state}")
+            await asyncio.sleep(0.05)
+
     async def wait_no_calls(self, timeout: float = 15) -> float:
         """Seconds until no call (and no peer connection) is left on the server."""
         start = time.monotonic()
