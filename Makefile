@@ -34,8 +34,8 @@ gen: $(GEN_STAMP)
 lint: $(GEN_STAMP)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format --diff --exit-code
-	$(VENV)/bin/ruff check pipeline server clients tests bench webrtc_bridge
-	$(VENV)/bin/ruff format --check pipeline server clients tests bench webrtc_bridge
+	$(VENV)/bin/ruff check pipeline server clients tests testing bench webrtc_bridge
+	$(VENV)/bin/ruff format --check pipeline server clients tests testing bench webrtc_bridge
 	$(VENV)/bin/lint-imports
 
 $(DEPS_STAMP): pyproject.toml

@@ -1,5 +1,5 @@
 """The system under test, started as `make run` starts it: `python -m server` with env vars,
-its OpenAI base URL pointing at a FakeOpenAI in a process of its own (`python -m tests.fakes`).
+its OpenAI base URL pointing at a FakeOpenAI in a process of its own (`python -m testing.fakes`).
 
 The server keeps sessions in an embedded Postgres under DATA_DIR; the benchmark gives it a
 data directory of its own (not the developer's `var/`), and makes sure the Postgres server,
@@ -68,7 +68,7 @@ class Stack:
 def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
     """FakeOpenAI + voice server; both stopped on exit (server first: it holds the streams)."""
     cfg = ctx.config
-    with child("fake-openai", "tests.fakes", fake.args()) as fake_proc:
+    with child("fake-openai", "testing.fakes", fake.args()) as fake_proc:
         fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
         port = free_port()
         env = {

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from voiceagent.v1 import audio_pb2, converse_pb2
 
 from pipeline.vad import WINDOW_MS, WINDOW_SAMPLES, windows_for
-from tests.speech import frames, speech_pcm
+from testing.speech import frames, speech_pcm
 
 RATE = 16_000
 FRAME_MS = 20

@@ -102,7 +102,7 @@ class Load:
         self.tasks: list[asyncio.Task] = []
 
     async def add(self, n: int) -> None:
-        from tests.webrtc_peer import Caller, MicTrack
+        from testing.webrtc_peer import Caller, MicTrack
 
         for _ in range(n):
             caller = Caller(self.base, MicTrack(48_000, 2))
@@ -174,14 +174,14 @@ async def step(n: int, load: Load, http: httpx.AsyncClient, server_pid: int, sec
 
 
 async def bench(args: argparse.Namespace) -> dict:
-    from tests.speech import speech_pcm
-    from tests.webrtc_netns import ADDRESSES, set_up
+    from testing.speech import speech_pcm
+    from testing.webrtc_netns import ADDRESSES, set_up
 
     set_up()
     load_before = [round(x, 2) for x in os.getloadavg()]  # others' work skews the numbers
     work = Path(tempfile.mkdtemp(prefix="webrtc-bench-"))
     fake, fake_port = child(
-        ["-m", "tests.fakes", "--transcript", "tell me something interesting about the weather",
+        ["-m", "testing.fakes", "--transcript", "tell me something interesting about the weather",
          "--tts-ms-per-char", "25", "--max-seconds", str(args.max_seconds)],
         work / "fake.log",
     )  # fmt: skip

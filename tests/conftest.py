@@ -15,9 +15,9 @@ from voiceagent.v1 import sessions_pb2_grpc
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 
 from server.app import VoiceServer
-from server.config import Settings
 from server.persistence.database import EmbeddedPostgres
-from tests.fakes import FakeOpenAI
+from testing.fakes import FakeOpenAI
+from testing.settings import test_settings
 
 
 @pytest.fixture(scope="session")
@@ -78,22 +78,6 @@ class Running:
 
 
 StartServer = Callable[..., Awaitable[Running]]
-
-
-def test_settings(fake: FakeOpenAI | None, **overrides) -> Settings:
-    values = dict(
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        http_host="127.0.0.1",
-        http_port=0,
-        openai_api_key="test-key" if fake else None,
-        openai_base_url=fake.base_url if fake else None,
-        openai_max_retries=1,
-        openai_timeout_s=5.0,
-        vad_stop_ms=400,
-    )
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server.auth import keys
 from server.persistence.database import Database
-from tests.converse_client import config, text
+from testing.converse_client import config, text
 from tests.test_process import run
 
 Request = converse_pb2.ConverseRequest

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from voiceagent.v1 import audio_pb2, converse_pb2
 
-from tests.converse_client import Conversation, Request, config, speech_requests, text
+from testing.converse_client import Conversation, Request, config, speech_requests, text
 
 LINEAR16 = audio_pb2.AUDIO_ENCODING_LINEAR16
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from voiceagent.v1 import converse_pb2
 
-from tests.converse_client import Conversation, config, control, speech_requests, text
+from testing.converse_client import Conversation, config, control, speech_requests, text
 
 LONG_REPLY = (
     "Once upon a time there was a small robot. It lived in a quiet town by the sea. "

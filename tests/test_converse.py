@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from voiceagent.v1 import converse_pb2
 
-from tests.converse_client import Conversation, config, control, speech_requests, text
+from testing.converse_client import Conversation, config, control, speech_requests, text
 
 ORDER = [
     "session_started",

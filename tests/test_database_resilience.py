@@ -10,7 +10,7 @@ import asyncpg
 
 from server.persistence.database import EmbeddedPostgres
 from server.persistence.migrate import migrate, migration_files
-from tests.converse_client import Conversation, config, text
+from testing.converse_client import Conversation, config, text
 from tests.test_process import run
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.providers.espeak import EspeakSynthesizer, list_voices
-from tests.speech import frames, speech_pcm, write_wav
+from testing.speech import frames, speech_pcm, write_wav
 
 PIZZA = "I want to order a large pepperoni pizza"
 LONG = PIZZA + ", with extra cheese and mushrooms, and a bottle of sparkling water on the side."

@@ -10,7 +10,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.fakes import FakeOpenAI, Fault
+from testing.fakes import FakeOpenAI, Fault
 
 
 def _client(fake: FakeOpenAI, *, max_retries: int = 0, timeout: float = 5.0) -> openai.AsyncOpenAI:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from server.http.audio_codec import MAX_UPLOAD_BYTES
-from tests.fakes import Fault
+from testing.fakes import Fault
 from tests.test_http_voice import encode_file, speech_file
 
 

@@ -9,7 +9,7 @@ import httpx
 from voiceagent.v1 import sessions_pb2
 
 from server.sessions.ids import CLIENT_ID_NAMESPACE
-from tests.converse_client import Conversation, config, text
+from testing.converse_client import Conversation, config, text
 
 
 def client(agent) -> httpx.AsyncClient:

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.speech import speech_pcm
+from testing.speech import speech_pcm
 
 SPOKEN = "I want to order a pizza"
 # (container, codec, file name, content type)

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.converse_client import Conversation, config, text
+from testing.converse_client import Conversation, config, text
 
 
 async def test_an_idle_grpc_stream_is_closed_and_its_session_resumes(start_server):

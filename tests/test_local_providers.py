@@ -24,7 +24,7 @@ from pipeline.providers.unconfigured import Unconfigured
 from pipeline.providers.workers import WorkerPool
 from server.config import Settings
 from server.providers import ProviderSetupError, build_providers
-from tests.speech import speech_pcm
+from testing.speech import speech_pcm
 
 PIZZA = "I want to order a large pepperoni pizza"
 

@@ -8,8 +8,8 @@ import io
 import av
 import httpx
 
-from tests.converse_client import Conversation, config, speech_requests
-from tests.speech import speech_pcm, write_wav
+from testing.converse_client import Conversation, config, speech_requests
+from testing.speech import speech_pcm, write_wav
 
 
 async def test_offline_spoken_turn_from_audio_to_agent_audio(start_server):

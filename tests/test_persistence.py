@@ -9,7 +9,7 @@ import grpc
 import pytest
 from voiceagent.v1 import converse_pb2, sessions_pb2
 
-from tests.converse_client import Conversation, config, speech_requests, text
+from testing.converse_client import Conversation, config, speech_requests, text
 from tests.test_barge_in import LONG_REPLY
 
 AGENT, USER = sessions_pb2.TURN_ROLE_AGENT, sessions_pb2.TURN_ROLE_USER

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server.app import SERVICE_NAME, SESSION_SERVICE_NAME
 from server.persistence.database import EmbeddedPostgres, postmaster_pid
 from server.persistence.supervisor import clear_stale_locks, lock_files
-from tests.converse_client import Conversation, config, text
+from testing.converse_client import Conversation, config, text
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

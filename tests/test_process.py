@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.converse_client import Conversation, config
-from tests.speech import speech_pcm, write_wav
+from testing.converse_client import Conversation, config
+from testing.speech import speech_pcm, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from voiceagent.v1 import converse_pb2
 
-from tests.converse_client import Conversation, config, speech_requests, text
-from tests.fakes import Fault
+from testing.converse_client import Conversation, config, speech_requests, text
+from testing.fakes import Fault
 
 
 async def test_rate_limit_is_retried_after_retry_after(agent, fake_openai):

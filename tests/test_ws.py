@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from server.sessions.ids import CLIENT_ID_NAMESPACE
-from tests.speech import speech_pcm
+from testing.speech import speech_pcm
 from tests.test_http_voice import speech_file
 
 TIMEOUT = 30.0

@@ -40,7 +40,7 @@ from bench.registry import Figure, Goal, Recorder, Spec, scenario
 from bench.stack import stop_postgres
 from bench.stats import percentile
 from bench.streams import FRAME_MS, FRAME_S, LEAD_MS, RATE, Request, VadTiming, config
-from tests.speech import frames, speech_pcm
+from testing.speech import frames, speech_pcm
 
 GOAL_MS = 1500.0
 SENTENCES = (

@@ -1,4 +1,5 @@
-"""Spoken-audio helpers for tests: real speech from eSpeak NG, so no audio fixtures are committed.
+"""Spoken-audio helpers for tests and benchmarks: real speech from eSpeak NG, so no audio
+fixtures are committed.
 
 Results are cached because many tests ask for the same utterance in the same format.
 """

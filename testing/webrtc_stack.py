@@ -15,9 +15,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from server.app import VoiceServer
 from server.persistence import queries
-from tests.conftest import test_settings
-from tests.fakes import FakeOpenAI
-from tests.webrtc_netns import ADDRESSES
+from testing.fakes import FakeOpenAI
+from testing.settings import test_settings
+from testing.webrtc_netns import ADDRESSES
 
 FIRST_REPLY = "It is sunny and warm today. Take a hat with you."
 
@@ -34,6 +34,17 @@ class Stack:
     async def calls(self) -> dict:
         async with self.http() as http:
             return (await http.get("/webrtc/calls")).json()
+
+    async def wait_for_call(self, check: Callable[[dict], bool], timeout: float, what: str) -> dict:
+        """The one live call as GET /webrtc/calls shows it, once `check` holds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.calls()
+            if len(state["calls"]) == 1 and check(state["calls"][0]):
+                return state["calls"][0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {state}")
+            await asyncio.sleep(0.05)
 
     async def wait_no_calls(self, timeout: float = 15) -> float:
         """Seconds until no call (and no peer connection) is left on the server."""

@@ -12,8 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.speech import speech_pcm, write_wav
-from tests.webrtc_stack import FIRST_REPLY, open_peer_connections, stack
+from testing.speech import speech_pcm, write_wav
+from testing.webrtc_stack import FIRST_REPLY, open_peer_connections, stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -97,6 +97,15 @@ class Page:
         """The agent audio's inbound-rtp stats from the page's peer connection."""
         return await self.js_async("window.voiceAgent.stats().then(s => done(s));")
 
+    async def wait_stats(self, check, timeout: float, what: str) -> dict:
+        """The page's stats (as `stats`), once `check` holds for them."""
+        deadline = time.monotonic() + timeout
+        while not check(stats := await self.stats()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"page: timed out waiting for {what}; stats: {stats}")
+            await asyncio.sleep(0.1)
+        return stats
+
     async def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         await self.run(self.driver.save_screenshot, str(path))
@@ -134,8 +143,21 @@ async def chromium(args: argparse.Namespace) -> dict:
             out["state_mid_call"] = (await page.texts("#state"))[0]
             await page.screenshot(artifacts / "webrtc_call.png")
             await page.wait("document.querySelector('.msg.agent .latency')", 20, "turn metrics")
-            await asyncio.sleep(1.5)  # the reply's audio plays out
-            out["stats"] = await page.stats()
+            # The reply's audio plays out: the server's track has sent all of it (its queue
+            # is empty), and the page has received as many packets as the track had sent then.
+            drained = await s.wait_for_call(
+                lambda c: (
+                    c["agent_audio"]["speech_frames"] > 0 and c["agent_audio"]["queued_ms"] == 0
+                ),
+                20,
+                "the server's track to send all of the reply's audio",
+            )
+            sent = drained["agent_audio"]["frames"]
+            out["stats"] = await page.wait_stats(
+                lambda st: st.get("packetsReceived", 0) >= sent,
+                10,
+                f"the page to receive the {sent} audio packets sent through the reply's end",
+            )
             out["server_call"] = (await s.calls())["calls"][0]
             await page.js(
                 "document.getElementById('text').value = 'Please answer in text';"

@@ -93,6 +93,12 @@ class Received:
     def last_sound_at(self) -> float:
         return max((f[0] for f in self.frames if f[2] >= SILENCE_RMS), default=0.0)
 
+    def ms_since(self, at: float, sound_only: bool = False) -> float:
+        """Ms of audio (only frames with sound, if `sound_only`) that arrived after `at`."""
+        return sum(
+            ms for t, ms, rms in self.frames if t > at and (not sound_only or rms >= SILENCE_RMS)
+        )
+
 
 class Caller:
     """One call from the test side: `await call()`, then events and audio come in."""

@@ -1,5 +1,5 @@
 """Test doubles that speak real wire protocols (see openai_server.py)."""
 
-from tests.fakes.openai_server import AudioInfo, FakeOpenAI, Fault, Recorded
+from testing.fakes.openai_server import AudioInfo, FakeOpenAI, Fault, Recorded
 
 __all__ = ["AudioInfo", "FakeOpenAI", "Fault", "Recorded"]

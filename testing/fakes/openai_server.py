@@ -1,4 +1,4 @@
-"""Deterministic fake of the OpenAI HTTP API for tests.
+"""Deterministic fake of the OpenAI HTTP API for tests and benchmarks.
 
 Real HTTP on loopback (aiohttp) so the official ``openai`` SDK is exercised end to end:
 its retries, timeouts, SSE parsing and streaming bodies all run against this server.

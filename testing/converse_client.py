@@ -1,4 +1,4 @@
-"""A test-side Converse client: send requests whenever, await events by kind."""
+"""A Converse client for tests: send requests whenever, await events by kind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import grpc
 from voiceagent.v1 import audio_pb2, converse_pb2
 
-from tests.speech import frames, speech_pcm
+from testing.speech import frames, speech_pcm
 
 LINEAR16 = audio_pb2.AUDIO_ENCODING_LINEAR16
 Request = converse_pb2.ConverseRequest

@@ -1,4 +1,5 @@
-"""`python -m tests.fakes`: FakeOpenAI as its own process, for servers started as `make run` does.
+"""`python -m testing.fakes`: FakeOpenAI as its own process, for servers started as `make run`
+does (the benchmarks).
 
 Prints `PORT <n>` once listening, then serves until SIGINT/SIGTERM, stdin closing (the parent
 is gone) or `--max-seconds`. Recorded requests are dropped every second: a long benchmark must
@@ -14,11 +15,11 @@ import signal
 import sys
 import threading
 
-from tests.fakes.openai_server import FakeOpenAI
+from testing.fakes.openai_server import FakeOpenAI
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m testing.fakes", description=__doc__)
     p.add_argument("--stt-latency", type=float, default=0.0, help="seconds")
     p.add_argument("--chat-latency", type=float, default=0.0, help="seconds")
     p.add_argument("--tts-latency", type=float, default=0.0, help="seconds")

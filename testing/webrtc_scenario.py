@@ -1,8 +1,8 @@
 """WebRTC scenarios, run by tests/test_webrtc*.py in a private network namespace.
 
-    unshare -n python -m tests.webrtc_scenario MODE --database-url URL [--codec opus|PCMU]
+    unshare -n python -m testing.webrtc_scenario MODE --database-url URL [--codec opus|PCMU]
 
-Brings up the namespace's links (tests/webrtc_netns.py), the fake OpenAI and a VoiceServer
+Brings up the namespace's links (testing/webrtc_netns.py), the fake OpenAI and a VoiceServer
 with the bridge's routes, runs one scenario against them and prints `RESULT <json>` on
 stdout for the test to assert on. Modes: conversation (an aiortc caller speaks, types and
 barges in), bad_input, lifecycle (ICE timeout, page close, resume, shutdown), chromium.
@@ -24,11 +24,11 @@ import asyncpg
 import httpx
 
 from server.persistence.database import EmbeddedPostgres
-from tests import webrtc_browser
-from tests.speech import speech_pcm
-from tests.webrtc_netns import ADDRESSES, set_up
-from tests.webrtc_peer import Caller, MicTrack
-from tests.webrtc_stack import (
+from testing import webrtc_browser
+from testing.speech import speech_pcm
+from testing.webrtc_netns import ADDRESSES, set_up
+from testing.webrtc_peer import Caller, MicTrack
+from testing.webrtc_stack import (
     FIRST_REPLY,
     open_peer_connections,
     raw_offer,
@@ -77,12 +77,25 @@ async def conversation(args: argparse.Namespace) -> dict:
         # A typed turn, cut short by an interrupt once its audio is playing.
         sent_at = time.monotonic()
         caller.send({"type": "text_input", "text": "Tell me a long story"})
-        await wait_until(lambda: caller.received.last_sound_at() > sent_at, 20, "the story's audio")
-        await asyncio.sleep(1.0)
+        # Well into it, a second of the story heard (it lasts about 3.5 s at the fake's pace).
+        await wait_until(
+            lambda: caller.received.ms_since(sent_at, sound_only=True) >= 1000,
+            20,
+            "a second of the story's audio",
+        )
         cut_at = time.monotonic()
         caller.send({"type": "interrupt"})
         interrupted = (await caller.wait_for("interrupted", timeout=10))[0]
-        await asyncio.sleep(1.0)
+        # The track never stops (silence between replies) and RTP arrives in order: once half
+        # a second of the stream sent after the cut is in, anything queued before it that the
+        # flush missed would have arrived too. The flush is counted before `interrupted` goes
+        # out, so the server's stats already show it.
+        interrupted_at = time.monotonic()
+        await wait_until(
+            lambda: caller.received.ms_since(interrupted_at) >= 500,
+            10,
+            "half a second of the call's audio after the interrupt",
+        )
         after_cut = await s.calls()
 
         caller.send({"type": "hang_up"})
@@ -216,7 +229,19 @@ async def lifecycle(args: argparse.Namespace) -> dict:
         # 2. The page closes: the peer connection goes away without a word.
         gone = Caller(s.base, MicTrack())
         answer = await gone.call()
-        await asyncio.sleep(0.5)
+        # An established call, not one still being set up: its session started on the data
+        # channel and audio flowing both ways.
+        await gone.wait_for("session_started", timeout=10)
+        await s.wait_for_call(
+            lambda c: (
+                c["connection_state"] == "connected"
+                and c["caller_audio"]["frames"] > 0
+                and c["agent_audio"]["frames"] > 0
+            ),
+            10,
+            "the call to connect with audio both ways",
+        )
+        await wait_until(lambda: gone.received.ms > 0, 10, "the agent's track at the caller")
         await gone.close()
         out["page_close_cleanup_s"] = round(await s.wait_no_calls(), 2)
         out["page_close_row"] = await s.session_row(answer["session_id"])
@@ -274,7 +299,7 @@ async def main(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.webrtc_scenario", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m testing.webrtc_scenario", description=__doc__)
     p.add_argument("mode", choices=sorted(MODES))
     p.add_argument("--database-url", default="", help="Unix-socket URL; empty: embedded")
     p.add_argument("--data-dir", default="var/webrtc-scenario", help="for the embedded one")
