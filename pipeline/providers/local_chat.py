@@ -109,6 +109,7 @@ class LocalChat:
         model_path: str | None = None,
         threads: int = 0,
         max_tokens: int = 120,
+        *,
         context_tokens: int = 2048,
         temperature: float = 0.2,
         queue_timeout_s: float = 10.0,
