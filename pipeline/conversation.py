@@ -29,7 +29,6 @@ class Conversation:
         self.history: list[ChatMessage] = list(history or [])
         self.next_turn_index = next_turn_index
         self.live: Turn | None = None
-        self.completed: list[Turn] = []
         # Told of every closed turn and what was heard of it (persistence hooks in here).
         self.on_turn_closed: Callable[[Turn, str], None] | None = None
 
@@ -53,7 +52,6 @@ class Conversation:
             self.history.append(ChatMessage("assistant", said))
         if self.live is turn:
             self.live = None
-        self.completed.append(turn)
         if self.on_turn_closed is not None:
             self.on_turn_closed(turn, said)
         return said

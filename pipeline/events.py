@@ -23,6 +23,20 @@ ERROR_CODES = {
 
 Event = converse_pb2.ConverseResponse
 
+# State mirrors ConversationState number for number; this is where one becomes the other.
+_PROTO_STATES: dict[State, converse_pb2.ConversationState] = {
+    State.STARTED: converse_pb2.CONVERSATION_STATE_STARTED,
+    State.LISTENING: converse_pb2.CONVERSATION_STATE_LISTENING,
+    State.THINKING: converse_pb2.CONVERSATION_STATE_THINKING,
+    State.SPEAKING: converse_pb2.CONVERSATION_STATE_SPEAKING,
+    State.ENDED: converse_pb2.CONVERSATION_STATE_ENDED,
+    State.DISCONNECTED: converse_pb2.CONVERSATION_STATE_DISCONNECTED,
+}
+
+
+def _state_changed(state: State) -> Event:
+    return Event(state_changed=converse_pb2.StateChanged(state=_PROTO_STATES[state]))
+
 
 class EventSink:
     """A bounded queue of events for one client; `None` marks the end of the stream.
@@ -56,12 +70,12 @@ class EventSink:
         """Final state and end of stream after a normal ending: nothing is dropped, so a slow
         reader still gets every event (if it is gone, the session is cancelled meanwhile)."""
         self.state = state
-        await self.queue.put(Event(state_changed=converse_pb2.StateChanged(state=int(state))))
+        await self.queue.put(_state_changed(state))
         await self.queue.put(None)
 
     def end(self, state: State) -> None:
         """Final state and end of stream, without waiting: the reader may already be gone."""
-        for item in (Event(state_changed=converse_pb2.StateChanged(state=int(state))), None):
+        for item in (_state_changed(state), None):
             while self.queue.full():
                 self.queue.get_nowait()  # a reader that is gone won't miss old events
             self.queue.put_nowait(item)
@@ -72,7 +86,7 @@ class EventSink:
             self.state = state
             if self.on_state is not None:
                 self.on_state(state)
-            await self.emit(Event(state_changed=converse_pb2.StateChanged(state=int(state))))
+            await self.emit(_state_changed(state))
 
     async def session_expiring(self, seconds_left: int) -> None:
         await self.emit(

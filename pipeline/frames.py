@@ -7,7 +7,7 @@ queued work is stale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from pipeline.turn import SpokenSentence, Turn
 
@@ -21,6 +21,7 @@ class UserSpeech:
     audio: bytes
     start_offset_ms: int
     end_offset_ms: int
+    _: KW_ONLY
     speech_end_at: float  # monotonic time the last speech window arrived
     vad_stop_at: float  # monotonic time the VAD decided speech stopped
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat
@@ -47,6 +47,7 @@ class SessionOptions:
     input_format: PcmFormat | None  # None: text-only session, no VAD stage
     output_format: PcmFormat
     voice: str | None = None
+    _: KW_ONLY
     vad: VadParams = VadParams()
     output_lead_ms: float = 300.0
     speak: bool = True  # False: replies are text only (no TTS work, no agent audio)
@@ -70,21 +71,27 @@ class VoiceSession:
             self.events.on_state = recorder.state_changed
         out = options.output_format
         self.output = OutputOperator(
-            conversation, self.events, out.sample_rate, options.output_lead_ms
+            conversation, self.events, out.sample_rate, lead_ms=options.output_lead_ms
         )
-        self.tts = TtsOperator(providers.tts, options.voice, out, self.events, self.output)
+        self.tts = TtsOperator(
+            providers.tts, options.voice, out, events=self.events, downstream=self.output
+        )
         self.chat = ChatOperator(
-            providers.chat, conversation, self.events, self.tts, speak=options.speak
+            providers.chat, conversation, self.events, downstream=self.tts, speak=options.speak
         )
-        self.stt = SttOperator(providers.stt, self.events, self._open_turn, self.chat)
+        self.stt = SttOperator(providers.stt, self.events, self._open_turn, downstream=self.chat)
         self.vad = (
             VadOperator(
-                batcher, options.vad, options.input_format, self.events,
-                self._on_speech_start, self.stt,
+                batcher,
+                options.vad,
+                options.input_format,
+                events=self.events,
+                on_speech_start=self._on_speech_start,
+                downstream=self.stt,
             )
             if options.input_format is not None
             else None
-        )  # fmt: skip
+        )
         self.stages: list[Operator] = [
             s for s in (self.vad, self.stt, self.chat, self.tts, self.output) if s is not None
         ]
@@ -133,7 +140,9 @@ class VoiceSession:
         await self.interrupt()  # a new utterance while the agent talks is a barge-in too
         received = now()
         duration_ms = round(len(pcm16k) / 2 / PIPELINE_RATE * 1000)
-        await self.stt.put(UserSpeech(pcm16k, 0, duration_ms, received, received))
+        await self.stt.put(
+            UserSpeech(pcm16k, 0, duration_ms, speech_end_at=received, vad_stop_at=received)
+        )
 
     async def interrupt(self) -> None:
         """Barge-in: stop the live turn everywhere and keep only what was heard."""

@@ -22,8 +22,10 @@ class TranscriptionSession:
         self, stt: SpeechToText, batcher: SileroBatcher, fmt: PcmFormat, vad: VadParams
     ) -> None:
         self.events = EventSink()
-        self.stt = SttOperator(stt, self.events, None, None)
-        self.vad = VadOperator(batcher, vad, fmt, self.events, _nothing, self.stt)
+        self.stt = SttOperator(stt, self.events, None, downstream=None)
+        self.vad = VadOperator(
+            batcher, vad, fmt, events=self.events, on_speech_start=_nothing, downstream=self.stt
+        )
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 
 class State(enum.IntEnum):
@@ -28,6 +28,7 @@ class SpokenSentence:
     text: str
     start_ms: float  # position in the turn's audio
     audio_ms: float = 0.0
+    _: KW_ONLY
     complete: bool = False  # TTS finished this sentence
 
 
@@ -44,6 +45,7 @@ class Turn:
     index: int
     user_text: str
     speech_end_at: float  # last speech window received (or text received)
+    _: KW_ONLY
     start_offset_ms: int | None = None  # of the user's speech in the input stream
     end_offset_ms: int | None = None
     vad_stop_at: float | None = None

@@ -148,10 +148,6 @@ class SpeechSegmenter:
         self._segment_first = 0
         self._pad_windows = windows_for(params.pad_ms)
 
-    @property
-    def in_speech(self) -> bool:
-        return self._segment is not None
-
     def push(self, window: bytes, probability: float) -> list[SpeechStart | SpeechEnd]:
         index = self.machine.window
         event = self.machine.feed(probability)

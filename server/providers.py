@@ -96,10 +96,10 @@ def _local_factory(role: str, settings: Settings) -> Callable[[], Any]:
             settings.local_chat_model_path,
             settings.local_threads,
             settings.local_chat_max_tokens,
-            settings.local_chat_context_tokens,
-            settings.local_chat_temperature,
-            timeout,
-            settings.local_chat_max_sentences,
+            context_tokens=settings.local_chat_context_tokens,
+            temperature=settings.local_chat_temperature,
+            queue_timeout_s=timeout,
+            max_sentences=settings.local_chat_max_sentences,
         )
     from pipeline.providers.local_tts import LocalTextToSpeech
 

@@ -110,11 +110,13 @@ def test_history_passed_in_is_copied():
 
 def test_close_turn_of_finished_turn_stores_the_whole_reply():
     conv = Conversation()
+    closed: list[tuple[Turn, str]] = []
+    conv.on_turn_closed = lambda t, said: closed.append((t, said))
     turn = conv.open_turn("When are you open?", speech_end_at=0.0)
     turn.agent_text = f"{S1} {S2}"
     assert conv.close_turn(turn) == f"{S1} {S2}"
     assert conv.history[-1] == ChatMessage("assistant", f"{S1} {S2}")
-    assert turn.closed and conv.live is None and conv.completed == [turn]
+    assert turn.closed and conv.live is None and closed == [(turn, f"{S1} {S2}")]
 
 
 def test_close_turn_of_interrupted_turn_stores_only_the_spoken_prefix():

@@ -23,6 +23,7 @@ class ChatOperator(TurnOperator):
         chat: ChatModel,
         conversation: Conversation,
         events: EventSink,
+        *,
         downstream: Operator | None,
         speak: bool = True,
     ) -> None:

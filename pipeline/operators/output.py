@@ -24,6 +24,7 @@ class OutputOperator(TurnOperator):
         conversation: Conversation,
         events: EventSink,
         output_rate: int,
+        *,
         lead_ms: float,
     ) -> None:
         super().__init__(None)

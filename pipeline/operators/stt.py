@@ -22,6 +22,7 @@ class SttOperator(Operator[UserSpeech | UserText]):
         stt: SpeechToText,
         events: EventSink,
         open_turn: OpenTurn | None,
+        *,
         downstream: Operator | None,
     ) -> None:
         super().__init__(downstream)

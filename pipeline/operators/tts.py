@@ -18,6 +18,7 @@ class TtsOperator(TurnOperator):
         tts: TextToSpeech,
         voice: str | None,
         output: PcmFormat,
+        *,
         events: EventSink,
         downstream: Operator | None,
     ) -> None:

@@ -27,6 +27,7 @@ class VadOperator(Operator[bytes]):
         batcher: SileroBatcher,
         params: VadParams,
         input_format: PcmFormat,
+        *,
         events: EventSink,
         on_speech_start: Callable[[], Awaitable[None]],
         downstream: Operator | None,

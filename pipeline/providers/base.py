@@ -7,7 +7,7 @@ PCM pieces out. They raise `ProviderError` with a message a person can act on.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
 
@@ -68,6 +68,7 @@ class Providers:
     stt: SpeechToText
     chat: ChatModel
     tts: TextToSpeech
+    _: KW_ONLY
     # What to close at shutdown (HTTP clients shared by the roles).
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
 

@@ -18,12 +18,20 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.providers.base import ChatMessage, ProviderError
 from pipeline.providers.workers import WorkerPool
+
+if TYPE_CHECKING:  # llama_cpp itself is imported only when a model is loaded
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        CreateChatCompletionStreamResponse,
+    )
+
+    Chunks = Generator[CreateChatCompletionStreamResponse, None, None]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,16 @@ def _nth_sentence_end(text: str, n: int) -> int | None:
         if count == n:
             return match.end()
     return None
+
+
+def _llama_message(message: ChatMessage) -> ChatCompletionRequestMessage:
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    if message.role == "assistant":
+        return {"role": "assistant", "content": message.content}
+    raise ValueError(f"unknown chat message role {message.role!r}")
 
 
 def bundled_model_path() -> str:
@@ -109,6 +127,7 @@ class LocalChat:
         model_path: str | None = None,
         threads: int = 0,
         max_tokens: int = 120,
+        *,
         context_tokens: int = 2048,
         temperature: float = 0.2,
         queue_timeout_s: float = 10.0,
@@ -146,24 +165,30 @@ class LocalChat:
         finally:
             stop.set()  # consumer cancelled or stopped early (barge-in): end generation now
 
-    def _generate(self, messages: list[ChatMessage], push, stop: threading.Event) -> None:
+    def _generate(
+        self, messages: list[ChatMessage], push: Callable[[Any], None], stop: threading.Event
+    ) -> None:
         """On the chat worker: stream tokens into `push` until done or `stop` is set."""
-        chunks = None
+        chunks: Chunks | None = None
         try:
-            chunks = self.engine.llm.create_chat_completion(
-                messages=self._prompt(messages),
-                stream=True,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                top_p=0.9,
-                repeat_penalty=1.1,
+            # llama_cpp annotates one Union for both modes; with stream=True it is a generator.
+            chunks = cast(
+                "Chunks",
+                self.engine.llm.create_chat_completion(
+                    messages=self._prompt(messages),
+                    stream=True,
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
+                    top_p=0.9,
+                    repeat_penalty=1.1,
+                ),
             )
             said = ""
             for chunk in chunks:
                 if stop.is_set():
                     break
                 text = chunk["choices"][0]["delta"].get("content")
-                if not text:
+                if not isinstance(text, str) or not text:  # a role-only or final empty delta
                     continue
                 end = (
                     _nth_sentence_end(said + text, self.max_sentences)
@@ -184,7 +209,7 @@ class LocalChat:
                 chunks.close()  # release the generator (and llama.cpp's state) now
             push(_DONE)
 
-    def _prompt(self, messages: list[ChatMessage]) -> list[dict[str, str]]:
+    def _prompt(self, messages: list[ChatMessage]) -> list[ChatCompletionRequestMessage]:
         """Our system prompt if none is given; oldest turns dropped to fit the context."""
         system = [m for m in messages if m.role == "system"][:1] or [
             ChatMessage("system", SYSTEM_PROMPT)
@@ -208,7 +233,7 @@ class LocalChat:
             kept[-1] = ChatMessage(last.role, text)
         while kept and kept[0].role == "assistant":
             kept.pop(0)  # a conversation starts with the user
-        return [{"role": m.role, "content": m.content} for m in system + kept]
+        return [_llama_message(m) for m in system + kept]
 
     def _tokens(self, text: str) -> int:
         return len(self.engine.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))

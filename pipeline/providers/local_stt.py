@@ -87,6 +87,7 @@ class LocalSpeechToText:
         model_path: str | None = None,
         threads: int = 0,
         queue_timeout_s: float = 10.0,
+        *,
         language: str = "en",
     ) -> None:
         self.model_path = model_path or bundled_model_path()

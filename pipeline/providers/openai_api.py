@@ -7,8 +7,10 @@ honours Retry-After, so these classes only translate its exceptions into `Provid
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from pipeline.audio import wav_bytes
 from pipeline.providers.base import ChatMessage, ProviderError
@@ -29,13 +31,27 @@ def _error(role: str, exc: Exception) -> ProviderError:
     return ProviderError(f"{role} provider failed: {detail}")
 
 
+class _Language(TypedDict, total=False):
+    language: str  # absent: the API detects the language
+
+
+def _message(message: ChatMessage) -> ChatCompletionMessageParam:
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    if message.role == "assistant":
+        return {"role": "assistant", "content": message.content}
+    raise ValueError(f"unknown chat message role {message.role!r}")
+
+
 class OpenAISpeechToText:
     def __init__(self, client: openai.AsyncOpenAI, model: str, language: str | None) -> None:
         self.client, self.model, self.language = client, model, language
         self.name = f"openai/{model}"
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        extra = {"language": self.language} if self.language else {}
+        extra: _Language = {"language": self.language} if self.language else {}
         try:
             result = await self.client.audio.transcriptions.create(
                 model=self.model,
@@ -57,7 +73,7 @@ class OpenAIChat:
         try:
             stream = await self.client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[_message(m) for m in messages],
                 stream=True,
                 max_tokens=self.max_tokens,
             )
