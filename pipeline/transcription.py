@@ -19,7 +19,7 @@ class TranscriptionSession:
     """Audio in; speech started/stopped and one transcript per VAD segment out."""
 
     def __init__(
-        self, stt: SpeechToText, batcher: SileroBatcher, fmt: PcmFormat, vad: VadParams
+        self, stt: SpeechToText, batcher: SileroBatcher, fmt: PcmFormat, *, vad: VadParams
     ) -> None:
         self.events = EventSink()
         self.stt = SttOperator(stt, self.events, None, downstream=None)

@@ -113,7 +113,7 @@ class VoiceServer:
             app,
             http_host,
             settings.http_port,
-            settings.shutdown_grace_s,
+            shutdown_grace_s=settings.shutdown_grace_s,
             tls=(settings.tls_cert_file, settings.tls_key_file) if tls else None,
         )
         self.http_port = await self.http.start()

@@ -74,7 +74,7 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
             vad = decode.vad_params(first.config.vad, self.settings)
         except RequestError as exc:
             await abort(context, exc)
-        session = TranscriptionSession(self.providers.stt, self.batcher, fmt, vad)
+        session = TranscriptionSession(self.providers.stt, self.batcher, fmt, vad=vad)
         failure: list[RequestError] = []
 
         async def read() -> None:

@@ -60,6 +60,7 @@ class HttpServer:
         app: FastAPI,
         host: str,
         port: int,
+        *,
         shutdown_grace_s: float,
         tls: tuple[Path, Path] | None = None,
     ) -> None:

@@ -68,7 +68,9 @@ async def voice_agent_socket(
         opened = await core.opener.open(request)
         async with core.opener.running(opened) as session:
             client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
-            conn = WsConnection(session_id, sid, client, session, caller.tenant_id)
+            conn = WsConnection(
+                session_id, sid, client, session=session, tenant_id=caller.tenant_id
+            )
             registry.add(conn)
             try:
                 socket = Socket(websocket, conn, EventRenderer(stream_audio))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 from pipeline.session import VoiceSession
@@ -23,6 +23,7 @@ class WsConnection:
     client_session_id: str  # as in the URL
     session_id: str  # the stored session's UUID
     client: str
+    _: KW_ONLY
     session: VoiceSession
     tenant_id: str = "default"
     connected_at: datetime = field(default_factory=utcnow)

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from voiceagent.v1 import converse_pb2
 
@@ -61,6 +61,7 @@ class OpenedSession:
     record: SessionRecord
     options: SessionOptions
     resumed: bool
+    _: KW_ONLY
     caller: Caller = field(default_factory=open_access)
 
 
@@ -108,7 +109,7 @@ class SessionOpener:
                 request.instructions or settings.instructions,
                 request.voice or None,
             )
-            return OpenedSession(record, options, False, caller)
+            return OpenedSession(record, options, False, caller=caller)
         resumed = True
         if request.create_missing:
             resumed = not await self._ensure(tenant, request.session_id, request.customer_id)
@@ -117,7 +118,7 @@ class SessionOpener:
             self.store.instructions_changed(record, request.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
-        return OpenedSession(record, options, resumed, caller)
+        return OpenedSession(record, options, resumed, caller=caller)
 
     async def create(
         self, caller: Caller, customer_id: str, instructions: str, voice: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.providers.base import ChatMessage
@@ -36,6 +36,7 @@ class SessionRecord:
     customer_id: str
     instructions: str
     voice: str | None
+    _: KW_ONLY
     tenant_id: str = DEFAULT_TENANT
     history: list[ChatMessage] = field(default_factory=list)
     next_turn_index: int = 1
@@ -78,7 +79,7 @@ class SessionStore:
         session_id: str | None,
     ) -> tuple[SessionRecord, list[Write]]:
         record = SessionRecord(
-            session_id or str(uuid.uuid4()), customer_id, instructions, voice, tenant_id
+            session_id or str(uuid.uuid4()), customer_id, instructions, voice, tenant_id=tenant_id
         )
         config = {"voice": voice} if voice else {}
         writes = records.session_created(
