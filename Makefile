@@ -37,6 +37,7 @@ lint: $(GEN_STAMP)
 	$(VENV)/bin/ruff check pipeline server clients tests testing bench webrtc_bridge
 	$(VENV)/bin/ruff format --check pipeline server clients tests testing bench webrtc_bridge
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy pipeline server webrtc_bridge
 
 $(DEPS_STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

@@ -44,6 +44,7 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 def tls_pair(settings: Settings) -> tuple[bytes, bytes]:
     """TLS_KEY_FILE and TLS_CERT_FILE as PEM bytes, checked to be a matching pair, so a bad
     file stops start-up with one message naming the settings (not a gRPC or ssl traceback)."""
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
             settings.tls_cert_file, settings.tls_key_file
@@ -114,7 +115,9 @@ class VoiceServer:
             http_host,
             settings.http_port,
             shutdown_grace_s=settings.shutdown_grace_s,
-            tls=(settings.tls_cert_file, settings.tls_key_file) if tls else None,
+            tls=(settings.tls_cert_file, settings.tls_key_file)
+            if settings.tls_cert_file and settings.tls_key_file
+            else None,
         )
         self.http_port = await self.http.start()
         log.info("HTTP (REST, WebSocket, WebRTC, /docs) serving on port %d", self.http_port)
@@ -124,7 +127,7 @@ class VoiceServer:
         return self.port
 
     async def _grpc_health(self, database_ok: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING
+        status: int = health_pb2.HealthCheckResponse.SERVING
         if not database_ok:
             status = health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME, SESSION_SERVICE_NAME):

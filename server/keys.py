@@ -47,6 +47,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     db = await Database.open(settings.database_url, settings.data_dir, pool_size=2)
     try:
         pool = db.pool
+        info: keys.KeyInfo | None  # None: revoke found no such key
         if args.command == "create":
             key, info = await keys.create(pool, args.tenant, name=args.name, admin=args.admin)
             kind = "admin key" if info.admin else "key"

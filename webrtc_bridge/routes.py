@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
@@ -42,7 +43,7 @@ HTTP_STATUS = {
     Kind.PERMISSION_DENIED: 403,
     Kind.RATE_LIMITED: 429,
 }
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed SDP or candidate, no audio, or no common codec."},
     404: {"description": "Unknown pc_id or session."},
     409: {"description": "The session has ended, or another stream is live on it."},

@@ -38,7 +38,7 @@ RESYNC_S = 0.2  # further behind than this (a stalled loop): restart the clock, 
 def frame_pcm16(frame: AudioFrame) -> tuple[bytes, PcmFormat]:
     """A decoded frame as interleaved int16 PCM, with the format it really has."""
     channels = len(frame.layout.channels)
-    samples = frame.to_ndarray()
+    samples: np.ndarray = frame.to_ndarray()  # its dtype (float, s32, s16) is checked below
     if frame.format.is_planar:  # (channels, n) -> interleaved
         samples = samples.T.reshape(-1)
     else:  # packed: (1, n * channels)
@@ -66,6 +66,7 @@ class CallerAudio:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            assert isinstance(frame, AudioFrame)  # an audio track's recv gives decoded frames
             pcm, fmt = frame_pcm16(frame)
             if resampler is None or resampler.src != fmt:
                 log.debug("caller audio is %d Hz x%d", fmt.sample_rate, fmt.channels)

@@ -80,6 +80,7 @@ async def create(
                VALUES ($1, $2, $3, $4, $5) RETURNING *""",
             key_id, tenant_id, digest(secret), name, admin,
         )  # fmt: skip
+    assert row is not None  # INSERT ... RETURNING yields the row it inserted, or raises
     return f"{PREFIX}_{key_id}_{secret}", _info(row)
 
 

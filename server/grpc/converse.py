@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 from voiceagent.v1 import converse_pb2
@@ -45,7 +45,7 @@ class ConverseHandler:
 
     async def __call__(
         self, requests: AsyncIterator[Request], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         failure: list[RequestError] = []
         try:
             try:

@@ -31,7 +31,7 @@ def session_message(row) -> sessions_pb2.Session:
     return sessions_pb2.Session(
         session_id=str(row["id"]),
         customer_id=row["customer_id"] or "",
-        state=converse_pb2.ConversationState.Value(f"CONVERSATION_STATE_{row['state'].upper()}"),
+        state=converse_pb2.ConversationState.Value(f"CONVERSATION_STATE_{row['state'].upper()}"),  # type: ignore[arg-type]  # protoc .pyi: Value() is an int, the field wants the enum class
         instructions=row["instructions"],
         voice=row["voice"] or "",
         create_time=_timestamp(row["created_at"]),

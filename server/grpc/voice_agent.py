@@ -59,7 +59,7 @@ class VoiceAgentService(pb_grpc.VoiceAgentServiceServicer):
 
     async def _transcribe(
         self, requests: AsyncIterator[pb.TranscribeRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.TranscribeResponse]:
+    ) -> AsyncGenerator[pb.TranscribeResponse, None]:
         try:
             current_caller().require(CONVERSE)
             try:

@@ -64,7 +64,7 @@ def decode(data: bytes, what: str = "audio", max_duration_s: float = MAX_DURATIO
         with av.open(
             io.BytesIO(data), mode="r", options={"format_whitelist": ALLOWED_DEMUXERS}
         ) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
+            stream = next((s for s in container.streams if isinstance(s, av.AudioStream)), None)
             if stream is None:
                 raise AudioError(f"{what} has no audio stream")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=PIPELINE_RATE)
@@ -124,6 +124,7 @@ def encode(pcm: bytes, sample_rate: int, fmt: str = "mp3") -> bytes:
         rates = av.Codec(spec.codec, "w").audio_rates  # None: any rate
         rate = sample_rate if not rates or sample_rate in rates else max(rates)
         stream = container.add_stream(spec.codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)  # every codec in ENCODINGS is an audio codec
         if pcm:
             samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")

