@@ -11,15 +11,19 @@ closes), `EventSink.on_event` (agent audio out, barge-ins) and `VoiceSession.on_
 
 from __future__ import annotations
 
+import logging
+
 from pipeline.events import Event
 from pipeline.session import VoiceSession
 from pipeline.turn import Turn
 from server.observe import logcontext, metrics
 
+log = logging.getLogger(__name__)
+
 
 class SessionWatch:
     def __init__(self, session: VoiceSession, *, edge: str, tenant: str) -> None:
-        self.session = session
+        self.session, self.tenant = session, tenant
         self.edge = metrics.edge_label(edge)
         # Children resolved once: the per-event path is a plain increment.
         self._live = metrics.LIVE_SESSIONS.labels(self.edge)
@@ -44,6 +48,7 @@ class SessionWatch:
         logcontext.bind(
             logcontext.LogContext(session.id, edge=self.edge, tenant=tenant, turn=self.turn)
         )
+        log.info("session %s live on %s", session.id, self.edge, extra=self._fields())
 
     def turn(self) -> int | None:
         """The turn in flight, for log lines."""
@@ -55,15 +60,28 @@ class SessionWatch:
         if self._attached:
             self._attached = False
             self._live.dec()
+            reason = self.session.end_reason or "input ended"
+            log.info("session %s no longer live: %s", self.session.id, reason, extra=self._fields())
+
+    def _fields(self, turn: int | None = None) -> dict[str, object]:
+        # Explicit, for lines logged from a task that may not carry the session's context
+        # (a WebRTC call ends in its own teardown task).
+        return {"session_id": self.session.id, "turn": turn, "edge": self.edge,
+                "tenant": self.tenant}  # fmt: skip
 
     def _turn_closed(self, turn: Turn, spoken: str) -> None:
         if self._next_turn_closed is not None:
             self._next_turn_closed(turn, spoken)
         self._turns.inc()
-        for key, ms in turn.latency_ms().items():
+        latency = turn.latency_ms()
+        for key, ms in latency.items():
             histogram = self._latency.get(key)
             if histogram is not None and ms >= 0:  # -1: the turn never reached that stage
                 histogram.observe(ms / 1000)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("turn %d closed%s: %s", turn.index,
+                      " (interrupted)" if turn.interrupted else "", latency,
+                      extra=self._fields(turn.index))  # fmt: skip
 
     def _event(self, event: Event) -> None:
         if self._next_event is not None:
