@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
@@ -99,6 +100,7 @@ class VoiceSession:
         self._input_ended = False
         self.end_reason = ""
         self.last_input_at = time.monotonic()
+        self.on_audio_in: Callable[[int], None] | None = None  # observers (metrics): bytes in
 
     def idle_s(self, at: float) -> float:
         """How long (at monotonic time `at`) nothing has happened: no input from the client,
@@ -126,6 +128,8 @@ class VoiceSession:
         self.last_input_at = time.monotonic()
         if self.vad is None:
             raise RuntimeError("session has no audio input format")
+        if self.on_audio_in is not None:
+            self.on_audio_in(len(pcm))
         await self.vad.put(pcm)
 
     async def push_text(self, text: str) -> None:

@@ -13,8 +13,10 @@ import sys
 
 from pydantic import ValidationError
 
+from server import logs
 from server.app import VoiceServer
 from server.config import Settings
+from server.observe import metrics
 from server.persistence.database import DatabaseUnavailable
 from server.providers import ProviderSetupError
 
@@ -27,10 +29,7 @@ async def main() -> None:
     except ValidationError as exc:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.install(settings.log_level, settings.log_format)
     try:
         server = VoiceServer(settings)
     except ProviderSetupError as exc:
@@ -49,6 +48,7 @@ async def main() -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    metrics.process_exit()  # multi-process metrics: this process's gauges stop counting
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from server.grpc.session_service import SessionService
 from server.grpc.voice_agent import VoiceAgentService
 from server.http.app import create_app
 from server.http.serve import HttpServer
+from server.observe.providers import counted
 from server.providers import build_providers
 from webrtc_bridge.bridge import Bridge
 from webrtc_bridge.routes import router as webrtc_router
@@ -57,7 +58,8 @@ def tls_pair(settings: Settings) -> tuple[bytes, bytes]:
 class VoiceServer:
     def __init__(self, settings: Settings, providers: Providers | None = None) -> None:
         self.settings = settings
-        self.providers = providers or build_providers(settings)
+        # Each role counts its failures (voiceagent_provider_errors_total).
+        self.providers = counted(providers or build_providers(settings))
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.core: Core | None = None

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(8000, ge=0, le=65535, description="REST/WebSocket API port; 0 = any.")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description='"text" (for people) or "json": one JSON object per line with time, level, '
+        "logger, message, and session_id, turn, edge, tenant for lines logged in a session.",
+    )
     tls_cert_file: FilePath | None = Field(
         None, description="PEM certificate chain: gRPC and HTTP serve TLS (with TLS_KEY_FILE)."
     )

@@ -19,6 +19,7 @@ from pipeline.providers.base import Providers
 from pipeline.silero import SileroBatcher
 from server.auth.authenticator import Authenticator
 from server.config import Settings
+from server.observe import metrics
 from server.persistence.database import Database
 from server.persistence.supervisor import DatabaseHealth
 from server.persistence.writer import WriteBehindWriter
@@ -85,6 +86,7 @@ class Core:
             auth=auth,
         )
         core._tasks.append(asyncio.create_task(auth.run(), name="auth-refresh"))
+        core._tasks.append(asyncio.create_task(metrics.sample_writer(writer), name="metrics"))
         if settings.session_idle_timeout_s > 0:
             core._tasks.append(asyncio.create_task(core._close_idle(), name="idle-sessions"))
         return core

@@ -87,6 +87,7 @@ class Bridge:
     async def _open_call(self, pc: RTCPeerConnection, offer: OfferIn, caller: Caller) -> Call:
         sid = ids.client_chosen(offer.session_id, caller.tenant_id) if offer.session_id else ""
         request = SessionRequest(
+            edge="webrtc",
             caller=caller,
             session_id=sid,
             customer_id=offer.customer_id,

@@ -23,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, CodecContext, Packet
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
+from server.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class AgentAudioTrack(MediaStreamTrack):
         stats.max_late_ms = max(stats.max_late_ms, late * 1000)
         if late > LATE_S:
             stats.late_frames += 1
+            metrics.webrtc_late_frame()
         if late > RESYNC_S:  # the loop stalled: carry on from now instead of catching up
             stats.resyncs += 1
             self._start = loop.time() - self._pts / OUT_RATE

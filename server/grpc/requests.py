@@ -48,6 +48,7 @@ def session_request(
     """A Converse stream's first message -> what the opener takes."""
     has_input = config.HasField("input_format")
     return SessionRequest(
+        edge="grpc",
         caller=caller,
         session_id=ids.strict(config.session_id) if config.session_id else "",
         customer_id=config.customer_id,

@@ -21,6 +21,7 @@ from server.http import (
     conversation_routes,
     errors,
     general_routes,
+    metrics_routes,
     sessions_routes,
     voice_routes,
     ws,
@@ -129,6 +130,7 @@ def create_app(core: Core, *, grpc_port: int, grpc_services: list[str]) -> FastA
         )
     for module in (
         general_routes,
+        metrics_routes,
         voice_routes,
         conversation_routes,
         ws_admin_routes,

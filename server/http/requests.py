@@ -20,6 +20,7 @@ OUTPUT = PcmFormat(OUTPUT_RATE, 1)
 def turn_request(caller: Caller, session_id: str, speak: bool) -> SessionRequest:
     """One REST turn on a stored session: text or a whole utterance in, the reply at once."""
     return SessionRequest(
+        edge="rest",
         caller=caller,
         session_id=session_id,
         output_format=OUTPUT,
@@ -34,6 +35,7 @@ def socket_request(
     """A WebSocket on a client-chosen id, created on first use; pcm16 streams through the VAD.
     Streamed agent audio is paced (`lead_ms`); otherwise it is collected into one file."""
     return SessionRequest(
+        edge="websocket",
         caller=caller,
         session_id=session_id,
         create_missing=True,

@@ -27,6 +27,7 @@ from pipeline.silero import SileroBatcher
 from pipeline.vad import VadParams
 from server.auth.caller import CONVERSE, Caller, open_access
 from server.config import Settings
+from server.observe.sessions import SessionWatch
 from server.persistence.writer import TRANSIENT as DB_DOWN
 from server.sessions import checks
 from server.sessions.ending import EndReason
@@ -54,6 +55,7 @@ class SessionRequest:
     output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
     speak: bool = True  # False: text replies only, no TTS work
     caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
+    edge: str = ""  # which edge opened it (grpc, rest, websocket, webrtc): metrics and logs
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class OpenedSession:
     resumed: bool
     _: KW_ONLY
     caller: Caller = field(default_factory=open_access)
+    edge: str = ""
 
 
 class SessionOpener:
@@ -109,7 +112,7 @@ class SessionOpener:
                 request.instructions or settings.instructions,
                 request.voice or None,
             )
-            return OpenedSession(record, options, False, caller=caller)
+            return OpenedSession(record, options, False, caller=caller, edge=request.edge)
         resumed = True
         if request.create_missing:
             resumed = not await self._ensure(tenant, request.session_id, request.customer_id)
@@ -118,7 +121,7 @@ class SessionOpener:
             self.store.instructions_changed(record, request.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
-        return OpenedSession(record, options, resumed, caller=caller)
+        return OpenedSession(record, options, resumed, caller=caller, edge=request.edge)
 
     async def create(
         self, caller: Caller, customer_id: str, instructions: str, voice: str
@@ -203,6 +206,7 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             raise
+        watch = SessionWatch(session, edge=opened.edge, tenant=tenant)  # metrics, log context
         session.start()
         cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
         try:
@@ -220,6 +224,7 @@ class SessionOpener:
             else:
                 self.store.disconnected(record)
             self.live.remove(session)
+            watch.detach()
 
     async def hang_up(self, record: SessionRecord, reason: str) -> None:
         """End a session for good (EndSession, admin): its live stream, if any, is closed."""
