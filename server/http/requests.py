@@ -25,6 +25,7 @@ def turn_request(caller: Caller, session_id: str, speak: bool) -> SessionRequest
         output_format=OUTPUT,
         output_lead_ms=NO_PACING_MS,
         speak=speak,
+        edge="rest",
     )
 
 
@@ -41,4 +42,5 @@ def socket_request(
         input_format=PIPELINE_INPUT,
         output_format=OUTPUT,
         output_lead_ms=lead_ms if stream_audio else NO_PACING_MS,
+        edge="websocket",
     )

@@ -34,6 +34,7 @@ from server.sessions.errors import Kind, RequestError
 from server.sessions.limits import TenantAdmission, TenantLimits
 from server.sessions.live import LiveSessions
 from server.sessions.store import SessionRecord, SessionStore
+from server.sessions.traces import SessionTraces
 
 log = logging.getLogger(__name__)
 LIMITS_CACHE_S = 10.0
@@ -54,6 +55,7 @@ class SessionRequest:
     output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
     speak: bool = True  # False: text replies only, no TTS work
     caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
+    edge: str = ""  # "grpc", "rest", "websocket", "webrtc": for traces
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class OpenedSession:
     options: SessionOptions
     resumed: bool
     caller: Caller = field(default_factory=open_access)
+    edge: str = ""
 
 
 class SessionOpener:
@@ -73,9 +76,11 @@ class SessionOpener:
         batcher: SileroBatcher,
         store: SessionStore,
         live: LiveSessions,
+        traces: SessionTraces | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
         self.store, self.live = store, live
+        self.traces = traces or SessionTraces.off(providers)
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
 
@@ -108,7 +113,7 @@ class SessionOpener:
                 request.instructions or settings.instructions,
                 request.voice or None,
             )
-            return OpenedSession(record, options, False, caller)
+            return OpenedSession(record, options, False, caller, request.edge)
         resumed = True
         if request.create_missing:
             resumed = not await self._ensure(tenant, request.session_id, request.customer_id)
@@ -117,7 +122,7 @@ class SessionOpener:
             self.store.instructions_changed(record, request.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
-        return OpenedSession(record, options, resumed, caller)
+        return OpenedSession(record, options, resumed, caller, request.edge)
 
     async def create(
         self, caller: Caller, customer_id: str, instructions: str, voice: str
@@ -202,6 +207,7 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             raise
+        traced = self.traces.start(session, opened)
         session.start()
         cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
         try:
@@ -211,6 +217,7 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             await session.close()
+            traced.end(EndReason.of(session.end_reason))
             record.history = session.conversation.history
             record.next_turn_index = session.conversation.next_turn_index
             reason = EndReason.of(session.end_reason)
