@@ -106,7 +106,7 @@ class SessionTrace:
     def end(self, reason: str) -> None:
         self.span.set_attribute("voiceagent.session.turns", self.turns)
         if reason:
-            self.span.set_attribute("voiceagent.session.end_reason", reason)
+            self.span.set_attribute("voiceagent.session.end_reason", str(reason))
         self.span.end()
 
     def turn_closed(self, turn: Turn, said: str) -> None:
