@@ -52,8 +52,11 @@ class Turn:
     transcript_at: float | None = None
     llm_request_at: float | None = None
     llm_first_token_at: float | None = None
+    llm_done_at: float | None = None  # the reply stream ended (not set if it was cut)
+    llm_pieces: int = 0  # streamed text deltas (about one per generated token)
     tts_request_at: float | None = None
     tts_first_byte_at: float | None = None
+    tts_done_at: float | None = None  # the last sentence so far finished synthesizing
     first_audio_at: float | None = None
     agent_text: str = ""  # everything the LLM produced
     sentences: list[SpokenSentence] = field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,13 +25,19 @@ from server.core import Core
 from server.grpc.auth import AuthInterceptor
 from server.grpc.auth_service import AuthService
 from server.grpc.session_service import SessionService
+from server.grpc.tracing import grpc_tracing
 from server.grpc.voice_agent import VoiceAgentService
 from server.http.app import create_app
 from server.http.serve import HttpServer
 from server.observe.providers import counted
 from server.providers import build_providers
+from server.sessions.traces import SessionTraces
+from server.tracing import Tracing
 from webrtc_bridge.bridge import Bridge
 from webrtc_bridge.routes import router as webrtc_router
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VoiceAgentService"].full_name
@@ -56,10 +63,17 @@ def tls_pair(settings: Settings) -> tuple[bytes, bytes]:
 
 
 class VoiceServer:
-    def __init__(self, settings: Settings, providers: Providers | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Providers | None = None,
+        tracer_provider: TracerProvider | None = None,  # None: OTEL_* environment (or off)
+    ) -> None:
         self.settings = settings
         # Each role counts its failures (voiceagent_provider_errors_total).
         self.providers = counted(providers or build_providers(settings))
+        self.tracer_provider = tracer_provider
+        self.tracing = Tracing(None, owned=False)
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.core: Core | None = None
@@ -74,7 +88,9 @@ class VoiceServer:
         binding.UnsafeBind before listening anywhere it would expose an open server."""
         settings = self.settings
         tls = tls_pair(settings) if settings.tls_cert_file and settings.tls_key_file else None
+        self.tracing = tracing = Tracing.configure(self.tracer_provider)
         self.core = core = await Core.open(settings, self.providers)
+        core.opener.traces = SessionTraces(tracing.tracer, self.providers, settings.trace_content)
         grpc_host, http_host = binding.hosts(
             settings.grpc_host,
             settings.http_host,
@@ -82,7 +98,7 @@ class VoiceServer:
             allow_unauthenticated=settings.allow_unauthenticated,
         )
         self.grpc = server = grpc.aio.server(
-            interceptors=[AuthInterceptor(core.auth)],
+            interceptors=[*grpc_tracing(tracing.provider), AuthInterceptor(core.auth)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
@@ -151,6 +167,7 @@ class VoiceServer:
             await self.core.aclose()
         else:
             await self.providers.aclose()
+        await self.tracing.aclose()  # export the last spans
 
     # What tests and benchmarks look at, from the core.
     @property

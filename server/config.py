@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description='JSON, e.g. ["https://app.example.org"]: origins whose pages may call the '
         'HTTP API; "*" = any; empty = no cross-origin access.',
     )
+    trace_content: bool = Field(
+        False,
+        description="Put the user's words and the agent's reply on each turn's trace span "
+        "(personal data: off by default). Tracing itself is on by OTEL_TRACES_EXPORTER.",
+    )
 
     # Authentication: on as soon as one API key exists (python -m server.keys create).
     require_auth: bool = Field(

@@ -435,7 +435,9 @@ async def test_secrets_never_reach_the_logs(secured, caplog):
         token = (await client.post("/v1/client-tokens", json={})).json()["token"]
         await client.get("/sessions")
     with pytest.raises(grpc.aio.AioRpcError):
-        await converse(agent, bearer(k["acme"][:-1] + ("x" if k["acme"][-1] != "x" else "y")), config(None))
+        await converse(
+            agent, bearer(k["acme"][:-1] + ("x" if k["acme"][-1] != "x" else "y")), config(None)
+        )
     base = agent.http_url.replace("http://", "ws://")
     async with connect(f"{base}/ws/voice-agent/x?token={token}") as sock:
         await sock.recv()

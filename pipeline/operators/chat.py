@@ -41,6 +41,7 @@ class ChatOperator(TurnOperator):
                 if turn.llm_first_token_at is None:
                     turn.llm_first_token_at = now()
                 turn.agent_text += piece
+                turn.llm_pieces += 1
                 await self.events.text_delta(turn, piece)
                 for sentence in splitter.push(piece):
                     await self._speak(turn, sentence)
@@ -51,6 +52,7 @@ class ChatOperator(TurnOperator):
             log.exception("chat provider %s failed", self.chat.name)
             turn.failed = True
             await self.events.error("provider_failed", f"chat provider failed: {exc}", turn.index)
+        turn.llm_done_at = now()
         for sentence in splitter.flush():
             await self._speak(turn, sentence)
         await self.forward(EndOfTurn(turn))

@@ -49,6 +49,7 @@ class TtsOperator(TurnOperator):
         for chunk in chunker.finish():
             await self._send(turn, sentence, chunk)
         sentence.complete = True
+        turn.tts_done_at = now()
 
     async def _send(self, turn: Turn, sentence: SpokenSentence, chunk: bytes) -> None:
         sentence.audio_ms += self.output.duration_ms(len(chunk))

@@ -35,6 +35,7 @@ from server.sessions.errors import Kind, RequestError
 from server.sessions.limits import TenantAdmission, TenantLimits
 from server.sessions.live import LiveSessions
 from server.sessions.store import SessionRecord, SessionStore
+from server.sessions.traces import SessionTraces
 
 log = logging.getLogger(__name__)
 LIMITS_CACHE_S = 10.0
@@ -55,7 +56,7 @@ class SessionRequest:
     output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
     speak: bool = True  # False: text replies only, no TTS work
     caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
-    edge: str = ""  # which edge opened it (grpc, rest, websocket, webrtc): metrics and logs
+    edge: str = ""  # which edge opened it (grpc, rest, websocket, webrtc): metrics, logs, traces
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,11 @@ class SessionOpener:
         batcher: SileroBatcher,
         store: SessionStore,
         live: LiveSessions,
+        traces: SessionTraces | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
         self.store, self.live = store, live
+        self.traces = traces or SessionTraces.off(providers)
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
 
@@ -207,6 +210,7 @@ class SessionOpener:
                 self.admission.release(tenant)
             raise
         watch = SessionWatch(session, edge=opened.edge, tenant=tenant)  # metrics, log context
+        traced = self.traces.start(session, opened)
         session.start()
         cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
         try:
@@ -216,6 +220,7 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             await session.close()
+            traced.end(EndReason.of(session.end_reason))
             record.history = session.conversation.history
             record.next_turn_index = session.conversation.next_turn_index
             reason = EndReason.of(session.end_reason)
