@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.util.types import AttributeValue
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from pipeline.providers.base import Providers
 from pipeline.session import VoiceSession
