@@ -34,6 +34,7 @@ class EventSink:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.state = State.STARTED
         self.on_state: Callable[[State], None] | None = None  # persistence hooks in here
+        self.on_event: Callable[[Event], None] | None = None  # a recording taps in here
         self._drained = False
         self.last_event_at = time.monotonic()  # agent activity, for idle detection
 
@@ -50,6 +51,8 @@ class EventSink:
 
     async def emit(self, event: Event) -> None:
         self.last_event_at = time.monotonic()
+        if self.on_event is not None:
+            self.on_event(event)
         await self.queue.put(event)
 
     async def finish(self, state: State) -> None:

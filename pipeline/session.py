@@ -27,6 +27,7 @@ from pipeline.operators.stt import SttOperator
 from pipeline.operators.tts import TtsOperator
 from pipeline.operators.vad import VadOperator
 from pipeline.providers.base import Providers
+from pipeline.recording import CallRecorder
 from pipeline.silero import SileroBatcher
 from pipeline.turn import State, Turn, now
 from pipeline.vad import VadParams
@@ -92,6 +93,7 @@ class VoiceSession:
         self._input_ended = False
         self.end_reason = ""
         self.last_input_at = time.monotonic()
+        self.audio_tap: CallRecorder | None = None  # a recording, when this stream has one
 
     def idle_s(self, at: float) -> float:
         """How long (at monotonic time `at`) nothing has happened: no input from the client,
@@ -119,6 +121,8 @@ class VoiceSession:
         self.last_input_at = time.monotonic()
         if self.vad is None:
             raise RuntimeError("session has no audio input format")
+        if self.audio_tap is not None:
+            self.audio_tap.caller_audio(pcm)
         await self.vad.put(pcm)
 
     async def push_text(self, text: str) -> None:
@@ -130,6 +134,8 @@ class VoiceSession:
         """A whole recorded utterance (16 kHz mono PCM, e.g. an uploaded file): it is already
         one turn, so it skips the VAD and goes straight to speech-to-text."""
         self.last_input_at = time.monotonic()
+        if self.audio_tap is not None:
+            self.audio_tap.caller_utterance(pcm16k)
         await self.interrupt()  # a new utterance while the agent talks is a barge-in too
         received = now()
         duration_ms = round(len(pcm16k) / 2 / PIPELINE_RATE * 1000)

@@ -130,6 +130,30 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Where the embedded Postgres keeps its data.")
     db_pool_size: int = Field(10, ge=1, le=100)
     db_writer_max_pending: int = Field(100_000, ge=100)
+    # Call recordings (server/recordings, docs/recordings.md): stereo WAV files, caller left,
+    # agent right, under DATA_DIR/recordings/<tenant>/<session id>/.
+    record_sessions: bool = Field(
+        False,
+        description="Record every live stream; off = only streams that ask (SessionConfig."
+        "record, WebSocket ?record=true, WebRTC offer record).",
+    )
+    recording_sample_rate: Literal[8000, 16000, 24000, 48000] = Field(
+        16000, description="Sample rate of recording files (both channels)."
+    )
+    recording_retention_days: float = Field(
+        0.0, ge=0, description="Recordings older than this are deleted; 0 = keep forever."
+    )
+    recording_hook: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description='"module:function" called (in a worker thread) with the path and metadata '
+        "of each finished recording, e.g. to upload it.",
+    )
+    recording_webhook_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="POSTed the JSON metadata of each finished recording.",
+    )
 
     instructions: str = DEFAULT_INSTRUCTIONS
     vad_threshold: float = Field(0.5, gt=0, lt=1)

@@ -28,6 +28,7 @@ from pipeline.vad import VadParams
 from server.auth.caller import CONVERSE, Caller, open_access
 from server.config import Settings
 from server.persistence.writer import TRANSIENT as DB_DOWN
+from server.recordings.service import Recordings
 from server.sessions import checks
 from server.sessions.ending import EndReason
 from server.sessions.errors import Kind, RequestError
@@ -53,6 +54,7 @@ class SessionRequest:
     vad: VadParams | None = None  # None: the server's defaults
     output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
     speak: bool = True  # False: text replies only, no TTS work
+    record: bool = False  # record this stream's audio (RECORD_SESSIONS records every one)
     caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
 
 
@@ -62,6 +64,7 @@ class OpenedSession:
     options: SessionOptions
     resumed: bool
     caller: Caller = field(default_factory=open_access)
+    recording: bool = False  # the stream asked to be recorded
 
 
 class SessionOpener:
@@ -73,9 +76,11 @@ class SessionOpener:
         batcher: SileroBatcher,
         store: SessionStore,
         live: LiveSessions,
+        recordings: Recordings | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
         self.store, self.live = store, live
+        self.recordings = recordings
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
 
@@ -108,7 +113,7 @@ class SessionOpener:
                 request.instructions or settings.instructions,
                 request.voice or None,
             )
-            return OpenedSession(record, options, False, caller)
+            return OpenedSession(record, options, False, caller, request.record)
         resumed = True
         if request.create_missing:
             resumed = not await self._ensure(tenant, request.session_id, request.customer_id)
@@ -117,7 +122,7 @@ class SessionOpener:
             self.store.instructions_changed(record, request.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
-        return OpenedSession(record, options, resumed, caller)
+        return OpenedSession(record, options, resumed, caller, request.record)
 
     async def create(
         self, caller: Caller, customer_id: str, instructions: str, voice: str
@@ -203,6 +208,10 @@ class SessionOpener:
                 self.admission.release(tenant)
             raise
         session.start()
+        tap = self.recordings and self.recordings.attach(
+            session, tenant_id=tenant, session_id=record.id, requested=opened.recording,
+            options=opened.options,
+        )  # fmt: skip
         cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
         try:
             yield session
@@ -211,6 +220,8 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             await session.close()
+            if tap:
+                self.recordings.detach(tap)
             record.history = session.conversation.history
             record.next_turn_index = session.conversation.next_turn_index
             reason = EndReason.of(session.end_reason)
