@@ -5,6 +5,7 @@ thread places the audio on a common clock (`mixer`) and writes it out as it stre
 """
 
 from pipeline.recording.mixer import StereoMixer
-from pipeline.recording.writer import CallRecorder, Finished, RecordingWriter
+from pipeline.recording.recorder import CallRecorder, Finished
+from pipeline.recording.writer import RecordingWriter
 
 __all__ = ["CallRecorder", "Finished", "RecordingWriter", "StereoMixer"]

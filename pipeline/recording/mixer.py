@@ -32,48 +32,67 @@ UTTERANCE_FORMAT = PcmFormat(PIPELINE_RATE, 1)  # VoiceSession.push_utterance's 
 
 
 class Track:
-    """One channel's samples not yet written, starting at the file's current end."""
+    """One channel's samples not yet written, starting at the file's current end.
+
+    Positions are absolute frames. A resampler holds back a few samples (its delay), so where
+    the track's stream really ends (`stream_end`) is counted from the input, not from what
+    came out yet: contiguous audio is then recognised as such and never gains gaps.
+    """
 
     def __init__(self, src: PcmFormat, rate: int) -> None:
         self.src, self.rate = src, rate
         self.pending = bytearray()  # int16 mono at `rate`
         self._resampler = StreamResampler(src, rate)
+        self._start = 0  # where the resampler's stream began
+        self._frames_in = 0  # source frames fed to it since
+        self._held = False  # the resampler may hold samples back
 
     def end(self, written: int) -> int:
+        """Where the samples already out of the resampler end."""
         return written + len(self.pending) // 2
+
+    def stream_end(self, written: int) -> int:
+        """Where this track's audio ends once the resampler has given everything back."""
+        fed = self._start + self._frames_in * self.rate // self.src.sample_rate
+        return max(self.end(written), fed)
 
     def frames_of(self, nbytes: int) -> int:
         """Frames at the recording rate that `nbytes` of source audio become."""
         return nbytes // self.src.frame_bytes * self.rate // self.src.sample_rate
 
     def place(self, written: int, pos: int, pcm: bytes) -> None:
-        """Source `pcm` at frame `pos` (not before this track's end): a later position ends
-        the resampler's stream where it was and leaves silence up to `pos`."""
-        if pos > self.end(written):
-            self.pending.extend(self._resampler.flush())
-            self._resampler = StreamResampler(self.src, self.rate)
-            gap = pos - self.end(written)
-            if gap > 0:
-                self.pending.extend(bytes(2 * gap))
+        """Source `pcm` at frame `pos`: where the stream ends, or later (the stream then ends
+        where it was and silence fills up to `pos`)."""
+        if pos > self.stream_end(written):
+            self.flush_tail()
+            self.pending.extend(bytes(2 * max(0, pos - self.end(written))))
+            self._start, self._frames_in = self.end(written), 0
+        self._frames_in += len(pcm) // self.src.frame_bytes
         self.pending.extend(self._resampler.process(pcm))
+        self._held = self.src.sample_rate != self.rate  # a pass-through holds nothing
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def place_whole(self, written: int, pos: int, pcm: bytes) -> None:
         """Already at the recording rate (a one-off conversion), at `pos` or this track's end."""
         self.flush_tail()
-        gap = pos - self.end(written)
-        if gap > 0:
-            self.pending.extend(bytes(2 * gap))
+        self.pending.extend(bytes(2 * max(0, pos - self.end(written))))
         self.pending.extend(pcm)
+        self._start, self._frames_in = self.end(written), 0
 
     def cut(self, written: int, pos: int) -> None:
         """Forget everything from `pos` on, and the resampler's unreleased tail."""
-        keep = max(0, pos - written)
-        del self.pending[2 * keep :]
-        self._resampler = StreamResampler(self.src, self.rate)
+        del self.pending[2 * max(0, pos - written) :]
+        if self._held:
+            self._resampler, self._held = StreamResampler(self.src, self.rate), False
+        self._start, self._frames_in = self.end(written), 0
 
     def flush_tail(self) -> None:
-        self.pending.extend(self._resampler.flush())
-        self._resampler = StreamResampler(self.src, self.rate)
+        if self._held:
+            self.pending.extend(self._resampler.flush())
+            self._resampler, self._held = StreamResampler(self.src, self.rate), False
 
     def take(self, frames: int) -> np.ndarray:
         """The next `frames` samples, silence where this track has none yet."""
@@ -104,14 +123,14 @@ class StereoMixer:
         return self._anchor_pos + max(0, int((t - self._anchor_t) * self.rate))
 
     def _caller_moved(self, t: float) -> None:
-        end = self.caller.end(self.written)
+        end = self.caller.stream_end(self.written)
         if end > self.clock(t):  # ahead of real time: the caller's samples are the clock
             self._anchor_t, self._anchor_pos = t, end
 
     def caller_audio(self, t: float, pcm: bytes, skipped: int = 0) -> None:
         """Streamed caller audio in its own format; `skipped` bytes before it were lost."""
         track, clock = self.caller, self.clock(t)
-        end = track.end(self.written)
+        end = track.stream_end(self.written)
         n, lost = track.frames_of(len(pcm)), track.frames_of(skipped)
         if end + lost + n < clock - self.gap:
             pos = clock - n  # the client paused sending: this chunk ends now
@@ -124,13 +143,13 @@ class StereoMixer:
         """A whole recorded utterance (16 kHz mono): it ends when it arrived."""
         pcm = StreamResampler(UTTERANCE_FORMAT, self.rate).process(pcm16k, last=True)
         pos = self.clock(t) - len(pcm) // 2
-        self.caller.place_whole(self.written, max(pos, self.caller.end(self.written)), pcm)
+        self.caller.place_whole(self.written, pos, pcm)
         self._caller_moved(t)
 
     def agent_audio(self, t: float, pcm: bytes, skipped: int = 0) -> None:
         """Agent audio as released to the client, at the session's output rate."""
         track = self.agent
-        pos = max(track.end(self.written) + track.frames_of(skipped), self.clock(t))
+        pos = max(track.stream_end(self.written) + track.frames_of(skipped), self.clock(t))
         track.place(self.written, pos, pcm)
 
     def cut(self, t: float) -> None:
@@ -139,9 +158,15 @@ class StereoMixer:
 
     def settled(self, t: float) -> int:
         """How many frames, as of `t`, can no longer change and are not written yet."""
-        clock = self.clock(t)
-        final = min(clock, max(self.caller.end(self.written), clock - self.gap))
-        return max(0, final - self.written)
+        clock, written = self.clock(t), self.written
+        caller, agent = self.caller, self.agent
+        for track in (caller, agent):
+            if track.stream_end(written) < clock - self.gap:
+                track.flush_tail()  # long quiet: its next audio starts a new stream anyway
+        final = min(clock, max(caller.end(written), clock - self.gap))
+        if agent.held:
+            final = min(final, agent.end(written))  # its resampler still holds samples
+        return max(0, final - written)
 
     def commit(self, t: float) -> bytes:
         """The interleaved frames that can no longer change as of `t` (maybe none)."""

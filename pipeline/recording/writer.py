@@ -13,111 +13,34 @@ the stream closes, then reports it (`Finished`) to `on_finished`, still in this 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import wave
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.audio import PcmFormat
-from pipeline.recording.mixer import StereoMixer
+from pipeline.recording.mixer import UTTERANCE_FORMAT, StereoMixer
+from pipeline.recording.recorder import (
+    AGENT,
+    BARRIER,
+    CALLER,
+    CLOSE,
+    CUT,
+    STOP,
+    UTTERANCE,
+    CallRecorder,
+    Finished,
+)
 
 log = logging.getLogger(__name__)
-CALLER, UTTERANCE, AGENT, CUT, CLOSE, BARRIER, STOP = range(7)
 MAX_PENDING_BYTES = 8 * 1024 * 1024  # queued audio of every recording, all together
 FLUSH_S = 1.0
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A recording that is complete on disk."""
-
-    path: Path
-    started_at: datetime  # UTC, when the stream started (frame 0)
-    ended_at: datetime
-    duration_s: float
-    bytes: int
-    sample_rate: int
-    dropped_ms: float  # audio lost because the writer fell behind (recorded as silence)
-    meta: dict = field(default_factory=dict)
-
-
-class CallRecorder:
-    """One live stream's recording, as the session sees it: every method is cheap, never
-    blocks and never raises; the file appears on the first audio."""
-
-    def __init__(
-        self,
-        writer: RecordingWriter,
-        path: Path,
-        *,
-        rate: int,
-        caller_format: PcmFormat | None,
-        agent_rate: int,
-        started_at: datetime | None = None,
-        meta: dict | None = None,
-        on_finished: Callable[[Finished], None] | None = None,
-    ) -> None:
-        self.writer, self.path, self.rate = writer, path, rate
-        self.caller_format, self.agent_rate = caller_format, agent_rate
-        self.meta = meta or {}
-        self.on_finished = on_finished
-        self.started = time.monotonic()
-        self.started_at = started_at or datetime.now(UTC)
-        self.done: Future[Finished | None] = Future()  # None: no audio, so no file
-        self.dropped_bytes = {CALLER: 0, AGENT: 0, UTTERANCE: 0}
-        self._skipped = {CALLER: 0, AGENT: 0}
-        self.closed = False
-
-    def caller_audio(self, pcm: bytes) -> None:
-        """Caller audio as pushed to the session, in the session's input format."""
-        self._audio(CALLER, pcm)
-
-    def caller_utterance(self, pcm16k: bytes) -> None:
-        self._audio(UTTERANCE, pcm16k)
-
-    def agent_audio(self, pcm: bytes) -> None:
-        """Agent audio as released to the client, at the session's output rate."""
-        self._audio(AGENT, pcm)
-
-    def agent_cut(self) -> None:
-        if not self.closed:
-            self.writer.submit(self, CUT, time.monotonic())
-
-    def on_event(self, event) -> None:
-        """An outbound session event (EventSink.on_event): agent audio, and barge-in cuts."""
-        kind = event.WhichOneof("event")
-        if kind == "agent_audio":
-            self.agent_audio(event.agent_audio.audio)
-        elif kind == "interrupted":
-            self.agent_cut()
-
-    def close(self) -> Future[Finished | None]:
-        """The stream ended: the rest is written and the file finished, soon, in the writer."""
-        if not self.closed:
-            self.closed = True
-            self.writer.submit(self, CLOSE, time.monotonic())
-        return self.done
-
-    def _audio(self, kind: int, pcm: bytes) -> None:
-        if self.closed or not pcm:
-            return
-        skipped = self._skipped.get(kind, 0)
-        if self.writer.submit(self, kind, time.monotonic(), pcm, skipped):
-            if skipped:
-                self._skipped[kind] = 0
-            return
-        if sum(self.dropped_bytes.values()) == 0:
-            log.warning("recording %s: the writer is behind; dropping audio", self.path.name)
-        self.dropped_bytes[kind] += len(pcm)
-        if kind in self._skipped:
-            self._skipped[kind] += len(pcm)
 
 
 @dataclass
@@ -138,7 +61,7 @@ class _Open:
         self.mixer = StereoMixer(rec.rate, rec.started, rec.caller_format, rec.agent_rate)
         self.file: BinaryIO | None = None
         self.wav: wave.Wave_write | None = None
-        self.last_write = time.monotonic()
+        self.last_write = rec.clock()
         self.failed = False
 
     def write(self, frames: bytes) -> None:
@@ -216,6 +139,8 @@ class RecordingWriter:
                 batch = list(self._queue)
                 self._queue.clear()
                 self._pending_bytes = 0
+                # Everything stamped up to now is in `batch`: frames up to now may be settled.
+                now = {key: state.rec.clock() for key, state in self._open.items()}
             stop = False
             for item in batch:
                 if item.kind == STOP:
@@ -223,7 +148,7 @@ class RecordingWriter:
                 else:
                     self._handle(item)
             if not stop:
-                self._flush_due(time.monotonic())
+                self._flush_due(now)
                 continue
             self._close_all()
             with self._cond:
@@ -263,13 +188,15 @@ class RecordingWriter:
 
     def _write(self, state: _Open, t: float) -> None:
         state.write(state.mixer.commit(t))
-        state.last_write = time.monotonic()
+        state.last_write = t
 
-    def _flush_due(self, now: float) -> None:
-        for state in list(self._open.values()):
-            if not state.failed and now - state.last_write >= self.flush_s:
+    def _flush_due(self, now: dict[int, float]) -> None:
+        """Write what settled, as of when the batch was taken, where a flush is due."""
+        for key, state in list(self._open.items()):
+            t = now.get(key)
+            if t is not None and not state.failed and t - state.last_write >= self.flush_s:
                 try:
-                    self._write(state, now)
+                    self._write(state, t)
                 except Exception:
                     log.exception("recording %s failed", state.rec.path)
                     state.failed = True
@@ -281,37 +208,40 @@ class RecordingWriter:
         try:
             if not state.failed:
                 state.write(state.mixer.finish(t))
+            state.close()
+            if state.wav is not None and not state.failed:
+                finished = self._summary(state)
         except Exception:
             log.exception("recording %s could not be finished", rec.path)
-            state.failed = True
-        finally:
-            state.close()
-        if state.wav is not None and not state.failed:
-            frames = state.mixer.written
-            dropped = rec.dropped_bytes
-            dropped_ms = (
-                (rec.caller_format.duration_ms(dropped[CALLER]) if rec.caller_format else 0.0)
-                + PcmFormat(rec.agent_rate).duration_ms(dropped[AGENT])
-                + PcmFormat(16_000).duration_ms(dropped[UTTERANCE])
-            )
-            finished = Finished(
-                path=rec.path,
-                started_at=rec.started_at,
-                ended_at=datetime.now(UTC),
-                duration_s=frames / rec.rate,
-                bytes=rec.path.stat().st_size,
-                sample_rate=rec.rate,
-                dropped_ms=dropped_ms,
-                meta=rec.meta,
-            )
-            if rec.on_finished is not None:
-                try:
-                    rec.on_finished(finished)
-                except Exception:
-                    log.exception("recording %s: on_finished failed", rec.path)
+            with contextlib.suppress(Exception):
+                state.close()
+            finished = None
+        if finished is not None and rec.on_finished is not None:
+            try:
+                rec.on_finished(finished)
+            except Exception:
+                log.exception("recording %s: on_finished failed", rec.path)
         rec.done.set_result(finished)
 
+    @staticmethod
+    def _summary(state: _Open) -> Finished:
+        rec, dropped = state.rec, state.rec.dropped_bytes
+        dropped_ms = (
+            (rec.caller_format.duration_ms(dropped[CALLER]) if rec.caller_format else 0.0)
+            + PcmFormat(rec.agent_rate).duration_ms(dropped[AGENT])
+            + UTTERANCE_FORMAT.duration_ms(dropped[UTTERANCE])
+        )
+        return Finished(
+            path=rec.path,
+            started_at=rec.started_at,
+            ended_at=datetime.now(UTC),
+            duration_s=state.mixer.written / rec.rate,
+            bytes=rec.path.stat().st_size,
+            sample_rate=rec.rate,
+            dropped_ms=dropped_ms,
+            meta=rec.meta,
+        )
+
     def _close_all(self) -> None:
-        now = time.monotonic()
         for state in list(self._open.values()):
-            self._finish(state, now)
+            self._finish(state, state.rec.clock())
