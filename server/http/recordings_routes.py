@@ -83,7 +83,14 @@ async def list_recordings(session_id: str, core: CoreDep, caller: CallerDep) -> 
     "/sessions/{session_id}/recording",
     summary="Download a call recording (WAV: left caller, right agent)",
     response_class=FileResponse,
-    responses={200: {"content": {"audio/wav": {}}}, **ERROR_RESPONSES},
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The WAV file: 16-bit stereo, left the caller, right the agent.",
+        },
+        409: {**ERROR_RESPONSES[409], "description": "That recording is still being recorded."},
+    },
 )
 async def download_recording(
     session_id: str,
