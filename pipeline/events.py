@@ -48,7 +48,8 @@ class EventSink:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.state = State.STARTED
         self.on_state: Callable[[State], None] | None = None  # persistence hooks in here
-        self.on_event: Callable[[Event], None] | None = None  # observers (metrics) tap in here
+        # Observers tap in here (metrics, a recording); each keeps and calls the one before it.
+        self.on_event: Callable[[Event], None] | None = None
         self._drained = False
         self.last_event_at = time.monotonic()  # agent activity, for idle detection
 

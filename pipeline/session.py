@@ -28,6 +28,7 @@ from pipeline.operators.stt import SttOperator
 from pipeline.operators.tts import TtsOperator
 from pipeline.operators.vad import VadOperator
 from pipeline.providers.base import Providers
+from pipeline.recording import CallRecorder
 from pipeline.silero import SileroBatcher
 from pipeline.turn import State, Turn, now
 from pipeline.vad import VadParams
@@ -101,6 +102,7 @@ class VoiceSession:
         self.end_reason = ""
         self.last_input_at = time.monotonic()
         self.on_audio_in: Callable[[int], None] | None = None  # observers (metrics): bytes in
+        self.audio_tap: CallRecorder | None = None  # a recording, when this stream has one
 
     def idle_s(self, at: float) -> float:
         """How long (at monotonic time `at`) nothing has happened: no input from the client,
@@ -130,6 +132,8 @@ class VoiceSession:
             raise RuntimeError("session has no audio input format")
         if self.on_audio_in is not None:
             self.on_audio_in(len(pcm))
+        if self.audio_tap is not None:
+            self.audio_tap.caller_audio(pcm)
         await self.vad.put(pcm)
 
     async def push_text(self, text: str) -> None:
@@ -141,6 +145,8 @@ class VoiceSession:
         """A whole recorded utterance (16 kHz mono PCM, e.g. an uploaded file): it is already
         one turn, so it skips the VAD and goes straight to speech-to-text."""
         self.last_input_at = time.monotonic()
+        if self.audio_tap is not None:
+            self.audio_tap.caller_utterance(pcm16k)
         await self.interrupt()  # a new utterance while the agent talks is a barge-in too
         received = now()
         duration_ms = round(len(pcm16k) / 2 / PIPELINE_RATE * 1000)

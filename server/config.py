@@ -147,6 +147,30 @@ class Settings(BaseSettings):
         description="How often the database is probed (gRPC health follows it) and an embedded "
         "Postgres checked, and restarted if it died.",
     )
+    # Call recordings (server/recordings, docs/recordings.md): stereo WAV files, caller left,
+    # agent right, under DATA_DIR/recordings/<tenant>/<session id>/.
+    record_sessions: bool = Field(
+        False,
+        description="Record every live stream; off = only streams that ask (SessionConfig."
+        "record, WebSocket ?record=true, WebRTC offer record).",
+    )
+    recording_sample_rate: Literal[8000, 16000, 24000, 48000] = Field(
+        16000, description="Sample rate of recording files (both channels)."
+    )
+    recording_retention_days: float = Field(
+        0.0, ge=0, description="Recordings older than this are deleted; 0 = keep forever."
+    )
+    recording_hook: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description='"module:function" called (in a worker thread) with the path and metadata '
+        "of each finished recording, e.g. to upload it.",
+    )
+    recording_webhook_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="POSTed the JSON metadata of each finished recording.",
+    )
 
     instructions: str = DEFAULT_INSTRUCTIONS
     vad_threshold: float = Field(0.5, gt=0, lt=1)

@@ -23,6 +23,7 @@ from server.observe import metrics
 from server.persistence.database import Database
 from server.persistence.supervisor import DatabaseHealth
 from server.persistence.writer import WriteBehindWriter
+from server.recordings.service import Recordings
 from server.sessions.ending import EndReason
 from server.sessions.live import LiveSessions
 from server.sessions.opener import SessionOpener
@@ -45,11 +46,13 @@ class Core:
     opener: SessionOpener
     reads: SessionReads
     auth: Authenticator
+    recordings: Recordings
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, providers: Providers) -> Core:
         """Open the database (raises DatabaseUnavailable) and wire the core around it."""
+        recordings = Recordings(settings)  # first: a bad RECORDING_HOOK fails before the DB
         db = await Database.open(
             settings.database_url,
             settings.data_dir,
@@ -66,6 +69,7 @@ class Core:
         opener = SessionOpener(
             settings=settings, providers=providers, batcher=batcher, store=store, live=live
         )
+        opener.recordings = recordings
         secret = settings.auth_token_secret
         auth = await Authenticator.open(
             db.pool,
@@ -84,11 +88,16 @@ class Core:
             opener=opener,
             reads=SessionReads(store, live),
             auth=auth,
+            recordings=recordings,
         )
         core._tasks.append(asyncio.create_task(auth.run(), name="auth-refresh"))
         core._tasks.append(asyncio.create_task(metrics.sample_writer(writer), name="metrics"))
         if settings.session_idle_timeout_s > 0:
             core._tasks.append(asyncio.create_task(core._close_idle(), name="idle-sessions"))
+        if settings.recording_retention_days > 0:
+            core._tasks.append(
+                asyncio.create_task(recordings.run_retention(), name="recording-retention")
+            )
         return core
 
     def provider_names(self) -> dict[str, str]:
@@ -134,6 +143,7 @@ class Core:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.recordings.aclose()  # every stream has ended: finish their files
         await self.batcher.aclose()
         await self.providers.aclose()
         await self.writer.close()

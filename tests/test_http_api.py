@@ -104,6 +104,8 @@ EXPECTED_ROUTES = {
     ("get", "/sessions"),
     ("get", "/sessions/{session_id}"),
     ("get", "/sessions/{session_id}/turns"),
+    ("get", "/sessions/{session_id}/recordings"),
+    ("get", "/sessions/{session_id}/recording"),
     ("post", "/webrtc/offer"),
     ("patch", "/webrtc/offer"),
     ("delete", "/webrtc/calls/{pc_id}"),

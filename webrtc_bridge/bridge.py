@@ -95,6 +95,7 @@ class Bridge:
             instructions=offer.instructions,
             input_format=PcmFormat(PIPELINE_RATE, 1),
             output_format=PcmFormat(OUT_RATE, 1),
+            record=offer.record,
         )
         opened = await self.opener.open(request)
         running = self.opener.running(opened)

@@ -34,6 +34,7 @@ class OfferIn(BaseModel):
     customer_id: str = Field("", max_length=200)
     voice: str = Field("", max_length=200, description="TTS voice; empty for the default.")
     instructions: str = Field("", max_length=20_000, description="System prompt override.")
+    record: bool = Field(False, description="Record the call (see GET /sessions/{id}/recordings).")
 
 
 class AnswerOut(BaseModel):

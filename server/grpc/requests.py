@@ -59,4 +59,5 @@ def session_request(
         else None,
         output_format=output_format(config.output_format, "config.output_format"),
         vad=vad_params(config.vad, settings),
+        record=config.record,
     )

@@ -22,6 +22,7 @@ from server.http import (
     errors,
     general_routes,
     metrics_routes,
+    recordings_routes,
     sessions_routes,
     voice_routes,
     ws,
@@ -45,7 +46,8 @@ Errors are JSON: `{{"detail": ...}}`.
 string that is not a UUID (e.g. `session123`) stands for `uuid5({CLIENT_ID_NAMESPACE}, id)`,
 so a client may pick its own ids; the WebSocket creates such a session on first use.
 
-**WebSocket** `/ws/voice-agent/{{session_id}}` (query: `customer_id`, `stream_audio=true`).
+**WebSocket** `/ws/voice-agent/{{session_id}}` (query: `customer_id`, `stream_audio=true`,
+`record=true` to record the call: `GET /sessions/{{session_id}}/recordings`).
 Client messages (JSON text frames):
 `{{"type": "text_input", "text": "..."}}`,
 `{{"type": "audio_chunk", "audio_data": "<base64>", "format": "wav"}}` (a whole recorded
@@ -136,6 +138,7 @@ def create_app(core: Core, *, grpc_port: int, grpc_services: list[str]) -> FastA
         ws_admin_routes,
         ws,
         sessions_routes,
+        recordings_routes,
         auth_routes,
     ):
         app.include_router(module.router)

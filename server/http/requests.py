@@ -30,7 +30,12 @@ def turn_request(caller: Caller, session_id: str, speak: bool) -> SessionRequest
 
 
 def socket_request(
-    caller: Caller, session_id: str, customer_id: str, stream_audio: bool, lead_ms: float
+    caller: Caller,
+    session_id: str,
+    customer_id: str,
+    stream_audio: bool,
+    lead_ms: float,
+    record: bool = False,
 ) -> SessionRequest:
     """A WebSocket on a client-chosen id, created on first use; pcm16 streams through the VAD.
     Streamed agent audio is paced (`lead_ms`); otherwise it is collected into one file."""
@@ -43,4 +48,5 @@ def socket_request(
         input_format=PIPELINE_INPUT,
         output_format=OUTPUT,
         output_lead_ms=lead_ms if stream_audio else NO_PACING_MS,
+        record=record,
     )

@@ -55,6 +55,7 @@ async def voice_agent_socket(
     customer_id: str = "",
     stream_audio: bool = False,
     token: str | None = None,
+    record: bool = False,
 ) -> None:
     core: Core = websocket.app.state.core
     registry: WsRegistry = websocket.app.state.ws
@@ -64,7 +65,7 @@ async def voice_agent_socket(
         sid = ids.client_chosen(session_id, caller.tenant_id)
         checks.bounded_text(customer_id, "customer_id", checks.MAX_NAME_CHARS)
         lead = core.settings.output_lead_ms
-        request = socket_request(caller, sid, customer_id, stream_audio, lead)
+        request = socket_request(caller, sid, customer_id, stream_audio, lead, record)
         opened = await core.opener.open(request)
         async with core.opener.running(opened) as session:
             client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""

@@ -29,6 +29,7 @@ from server.auth.caller import CONVERSE, Caller, open_access
 from server.config import Settings
 from server.observe.sessions import SessionWatch
 from server.persistence.writer import TRANSIENT as DB_DOWN
+from server.recordings.service import Recordings
 from server.sessions import checks
 from server.sessions.ending import EndReason
 from server.sessions.errors import Kind, RequestError
@@ -55,6 +56,7 @@ class SessionRequest:
     vad: VadParams | None = None  # None: the server's defaults
     output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
     speak: bool = True  # False: text replies only, no TTS work
+    record: bool = False  # record this stream's audio (RECORD_SESSIONS records every one)
     caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
     edge: str = ""  # which edge opened it (grpc, rest, websocket, webrtc): metrics, logs, traces
 
@@ -67,6 +69,7 @@ class OpenedSession:
     _: KW_ONLY
     caller: Caller = field(default_factory=open_access)
     edge: str = ""
+    recording: bool = False  # the stream asked to be recorded
 
 
 class SessionOpener:
@@ -79,10 +82,12 @@ class SessionOpener:
         store: SessionStore,
         live: LiveSessions,
         traces: SessionTraces | None = None,
+        recordings: Recordings | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
         self.store, self.live = store, live
         self.traces = traces or SessionTraces.off(providers)
+        self.recordings = recordings
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
 
@@ -115,7 +120,9 @@ class SessionOpener:
                 request.instructions or settings.instructions,
                 request.voice or None,
             )
-            return OpenedSession(record, options, False, caller=caller, edge=request.edge)
+            return OpenedSession(
+                record, options, False, caller=caller, edge=request.edge, recording=request.record
+            )
         resumed = True
         if request.create_missing:
             resumed = not await self._ensure(tenant, request.session_id, request.customer_id)
@@ -124,7 +131,9 @@ class SessionOpener:
             self.store.instructions_changed(record, request.instructions)
         if options.voice is None and record.voice:
             options = dataclasses.replace(options, voice=record.voice)
-        return OpenedSession(record, options, resumed, caller=caller, edge=request.edge)
+        return OpenedSession(
+            record, options, resumed, caller=caller, edge=request.edge, recording=request.record
+        )
 
     async def create(
         self, caller: Caller, customer_id: str, instructions: str, voice: str
@@ -212,6 +221,10 @@ class SessionOpener:
         watch = SessionWatch(session, edge=opened.edge, tenant=tenant)  # metrics, log context
         traced = self.traces.start(session, opened)
         session.start()
+        tap = self.recordings and self.recordings.attach(
+            session, tenant_id=tenant, session_id=record.id, requested=opened.recording,
+            options=opened.options,
+        )  # fmt: skip
         cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
         try:
             yield session
@@ -221,6 +234,8 @@ class SessionOpener:
                 self.admission.release(tenant)
             await session.close()
             traced.end(EndReason.of(session.end_reason))
+            if tap and self.recordings is not None:
+                self.recordings.detach(tap)
             record.history = session.conversation.history
             record.next_turn_index = session.conversation.next_turn_index
             reason = EndReason.of(session.end_reason)
