@@ -26,7 +26,7 @@ from server import logs
 from server.config import Settings
 from server.http import redact
 from server.observe import logcontext
-from tests.converse_client import Conversation, config, text
+from testing.converse_client import Conversation, config, text
 from tests.test_metrics import ROOT, TIMEOUT, eventually
 from tests.test_ws import Ws
 

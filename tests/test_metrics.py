@@ -19,8 +19,8 @@ from websockets.asyncio.client import connect
 
 from server.observe import metrics
 from server.observe.metrics import EDGES
-from tests.converse_client import Conversation, config, control, speech_requests, text
-from tests.fakes import Fault
+from testing.converse_client import Conversation, config, control, speech_requests, text
+from testing.fakes import Fault
 from tests.test_barge_in import LONG_REPLY
 from tests.test_ws import Ws, ws_url
 from webrtc_bridge.tracks import LATE_S, AgentAudioTrack

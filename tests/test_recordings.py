@@ -24,8 +24,8 @@ from websockets.asyncio.client import connect
 from server.config import Settings
 from server.recordings.service import Recordings
 from server.sessions.ids import CLIENT_ID_NAMESPACE
-from tests.converse_client import Conversation, config, control, text
-from tests.speech import frames, speech_pcm
+from testing.converse_client import Conversation, config, control, text
+from testing.speech import frames, speech_pcm
 from tests.test_auth import http, make_key, text_session
 from tests.test_http_voice import speech_file
 from tests.test_ws import Ws, ws_url

@@ -24,8 +24,8 @@ from server import tracing
 from server.app import VoiceServer
 from server.sessions import traces
 from server.sessions.ending import EndReason
+from testing.converse_client import Conversation, config, speech_requests, text
 from tests.conftest import test_settings as settings_for
-from tests.converse_client import Conversation, config, speech_requests, text
 
 CONVERSE = "/voiceagent.v1.VoiceAgentService/Converse"
 SYNTHESIZE = "/voiceagent.v1.VoiceAgentService/Synthesize"
