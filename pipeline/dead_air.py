@@ -56,12 +56,16 @@ class DeadAirParams:
 
 @dataclass(frozen=True)
 class Work:
-    """A stage holding work of `episode`, without progress since `since` (request sent, or
-    the last token or bytes received)."""
+    """A stage holding work of `episode`. `waiting`: it is waiting on something outside the
+    pipeline (its provider, or the client), without progress since `since` (request sent, or
+    the last token or bytes received). Not waiting: the stage is busy with what it got (for
+    instance held up by backpressure from the stage after it): not its stall, but still where
+    a reply is."""
 
     stage: str
     episode: Hashable
     since: float
+    waiting: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,9 @@ class DeadAirDetector:
         if self.params.stage_s > 0:
             for w in work:
                 idle = at - w.since
-                if idle >= self.params.stage_s and not self.reported(w.episode, w.stage):
+                if not w.waiting or idle < self.params.stage_s:
+                    continue
+                if not self.reported(w.episode, w.stage):
                     stalls.append(Stall("stage", w.stage, w.episode, idle))
                     self._remember(w.episode, w.stage)
         if owed is not None and self.params.reply_s > 0:
@@ -130,6 +136,7 @@ class DeadAirDetector:
 
 
 def waited_on(episode: Hashable, work: Iterable[Work]) -> str:
-    """The stage a reply waits on: the one nearest the ear that holds its work."""
+    """The stage a reply waits on: the one nearest the ear that holds its work (waiting or
+    busy with it)."""
     held = [w.stage for w in work if w.episode == episode and w.stage in STAGES]
     return max(held, key=STAGES.index) if held else PIPELINE

@@ -111,11 +111,13 @@ class DeadAirWatchdog:
         if turn is not None and turn.closed:
             turn = None
         work = []
-        for call in self.watch.waiting():
+        for call in list(self.watch.calls.values()):
+            waiting = call.waiting_since is not None
+            since = call.waiting_since if call.waiting_since is not None else call.started_at
             if call.stage == "stt":
-                work.append(Work("stt", ("utterance", call.seq), call.waiting_since or at))
+                work.append(Work("stt", ("utterance", call.seq), since, waiting))
             elif turn is not None:
-                work.append(Work(call.stage, turn.index, call.waiting_since or at))
+                work.append(Work(call.stage, turn.index, since, waiting))
         # Output blocks only on a full event queue: the client is not taking events.
         if not session.events.queue.full():
             self._full_since = None
@@ -140,7 +142,8 @@ class DeadAirWatchdog:
                 log.exception("on_dead_air hook failed")
         call = self._call_of(stall)
         if call is not None:
-            call.abort(f"{message}; cancelled")  # the stage reports it, as a provider failure
+            # Its stage reports it (now, or at its next wait), as it does a provider failure.
+            call.abort(f"{message}; cancelled")
         elif stall.stage in ("output", PIPELINE):
             await self._cut(stall, message)
         # else: that request ended meanwhile; nothing left to cancel
@@ -148,7 +151,7 @@ class DeadAirWatchdog:
             self._recover = (stall.episode, session.conversation.next_turn_index)
 
     def _call_of(self, stall: Stall) -> Call | None:
-        for call in self.watch.waiting():
+        for call in self.watch.calls.values():
             if call.stage != stall.stage:
                 continue
             if call.stage != "stt" or stall.episode == ("utterance", call.seq):

@@ -71,9 +71,7 @@ def test_the_reply_rule_and_the_stage_rule_do_not_report_one_stall_twice():
 def test_another_stage_of_the_same_turn_is_a_new_stall():
     detector = DeadAirDetector(PARAMS)
     assert len(detector.check(105.0, None, [Work("tts", 5, 100.0)])) == 1
-    assert detector.check(115.0, None, [Work("chat", 5, 110.0)]) == [
-        Stall("stage", "chat", 5, 5.0)
-    ]
+    assert detector.check(115.0, None, [Work("chat", 5, 110.0)]) == [Stall("stage", "chat", 5, 5.0)]
 
 
 def test_each_turn_is_its_own_episode():
@@ -122,3 +120,16 @@ def test_waited_on_follows_the_data_path():
     work = [Work("output", 1, 0.0), Work("stt", 1, 0.0), Work("chat", 1, 0.0)]
     assert waited_on(1, work) == "output"
     assert waited_on(2, work) == PIPELINE
+
+
+def test_a_stage_busy_with_what_it_got_is_not_stuck():
+    """TTS held up by paced output (backpressure) is not waiting on its provider."""
+    detector = DeadAirDetector(PARAMS)
+    assert detector.check(1000.0, None, [Work("tts", 1, 0.0, waiting=False)]) == []
+
+
+def test_a_busy_stage_still_holds_the_overdue_reply():
+    """Chat between two tokens is busy, not waiting: the reply still waits on chat."""
+    detector = DeadAirDetector(PARAMS)
+    work = [Work("chat", 3, 107.9, waiting=False)]
+    assert detector.check(108.0, Owed(3, 100.0), work) == [Stall("reply", "chat", 3, 8.0)]
