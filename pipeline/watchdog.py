@@ -181,6 +181,8 @@ class DeadAirWatchdog:
             return  # the stalled turn is still ending
         if self.watch.busy("stt") or (session.vad is not None and session.vad.segmenter.in_speech):
             return  # the user is speaking, or being transcribed: wait for that
+        if session.events.queue.full():
+            return  # the client is not reading: nobody would hear it (and `say` must not block)
         self._recover = None
         await self.say(self.params.recovery_text)
 

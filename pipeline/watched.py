@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any, TypeVar
 
 from pipeline.providers.base import ChatMessage, ProviderError
@@ -121,12 +121,14 @@ class WatchedSpeechToText(_Watched):
 class WatchedChat(_Watched):
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         with self._watch.call("chat") as call:
-            async for piece in call.iterate(self._inner.stream(messages)):
-                yield piece
+            async with aclosing(call.iterate(self._inner.stream(messages))) as pieces:
+                async for piece in pieces:
+                    yield piece
 
 
 class WatchedTextToSpeech(_Watched):
     async def stream(self, text: str, voice: str | None = None) -> AsyncIterator[bytes]:
         with self._watch.call("tts") as call:
-            async for pcm in call.iterate(self._inner.stream(text, voice)):
-                yield pcm
+            async with aclosing(call.iterate(self._inner.stream(text, voice))) as chunks:
+                async for pcm in chunks:
+                    yield pcm
