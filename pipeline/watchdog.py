@@ -31,6 +31,7 @@ from pipeline.dead_air import PIPELINE, DeadAirDetector, DeadAirParams, Owed, St
 from pipeline.frames import EndOfTurn, Sentence
 from pipeline.session import VoiceSession
 from pipeline.text import clean_for_speech
+from pipeline.vad import VadState
 from pipeline.watched import (
     DEAD_AIR,
     Call,
@@ -58,9 +59,9 @@ class DeadAirCounts:
 def watch_providers(session: VoiceSession) -> ProviderWatch:
     """Wrap the session's providers, on its stages, so their requests can be watched."""
     watch = ProviderWatch()
-    session.stt.stt = WatchedSpeechToText(session.stt.stt, watch)  # type: ignore[assignment]
-    session.chat.chat = WatchedChat(session.chat.chat, watch)  # type: ignore[assignment]
-    session.tts.tts = WatchedTextToSpeech(session.tts.tts, watch)  # type: ignore[assignment]
+    session.stt.stt = WatchedSpeechToText(session.stt.stt, watch)
+    session.chat.chat = WatchedChat(session.chat.chat, watch)
+    session.tts.tts = WatchedTextToSpeech(session.tts.tts, watch)
     return watch
 
 
@@ -179,7 +180,8 @@ class DeadAirWatchdog:
             return
         if live is not None and not live.closed:
             return  # the stalled turn is still ending
-        if self.watch.busy("stt") or (session.vad is not None and session.vad.segmenter.in_speech):
+        speaking = session.vad is not None and session.vad.segmenter.machine.state != VadState.QUIET
+        if speaking or self.watch.busy("stt"):
             return  # the user is speaking, or being transcribed: wait for that
         if session.events.queue.full():
             return  # the client is not reading: nobody would hear it (and `say` must not block)

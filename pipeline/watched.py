@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator
 from contextlib import aclosing, contextmanager
 from typing import Any, TypeVar
 
@@ -57,7 +57,7 @@ class Call:
             self._scope = None
             self.waiting_since = None
 
-    async def iterate(self, stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    async def iterate(self, stream: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         """`stream`'s items, each awaited through `wait`."""
         items = aiter(stream)
         try:
