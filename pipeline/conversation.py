@@ -36,7 +36,8 @@ class Conversation:
         """Commit a user input as a new turn; the caller has closed any live turn first."""
         turn = Turn(index=self.next_turn_index, user_text=user_text, speech_end_at=speech_end_at)
         self.next_turn_index += 1
-        self.history.append(ChatMessage("user", user_text))
+        if user_text:  # "": an agent-only turn (the dead-air recovery line), no user message
+            self.history.append(ChatMessage("user", user_text))
         self.live = turn
         return turn
 

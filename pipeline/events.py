@@ -19,6 +19,7 @@ ERROR_CODES = {
     "provider_not_configured": converse_pb2.ERROR_CODE_PROVIDER_NOT_CONFIGURED,
     "resource_exhausted": converse_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
     "invalid_request": converse_pb2.ERROR_CODE_INVALID_REQUEST,
+    "dead_air": converse_pb2.ERROR_CODE_DEAD_AIR,
 }
 
 Event = converse_pb2.ConverseResponse

@@ -170,6 +170,11 @@ class VoiceSession:
             self._input_ended = True
             await self.stages[0].put(END)
 
+    @property
+    def input_ended(self) -> bool:
+        """End of input was asked for: no new turn will come (the dead-air watchdog asks)."""
+        return self._input_ended
+
     async def close(self, reason: str = "closed") -> None:
         """Stop now (hang-up, client gone, shutdown): every stage is cancelled."""
         self.end_reason = self.end_reason or reason

@@ -190,6 +190,26 @@ class Settings(BaseSettings):
         description="A live session with no input and no agent activity this long is closed "
         "(it stays resumable); 0 = never.",
     )
+    # Dead air (pipeline/watchdog.py, docs/dead-air.md): silence nobody would otherwise notice.
+    dead_air_reply_s: float = Field(
+        8.0,
+        ge=0,
+        description="The agent owes a reply (the user's turn closed) and has sent no audio this "
+        "long: dead air (logged, counted, an error event, the stuck work cancelled); 0 = off.",
+    )
+    dead_air_stage_s: float = Field(
+        8.0,
+        ge=0,
+        description="A stage holding work (speech-to-text transcribing, chat with no token, "
+        "text-to-speech with no bytes, a client taking no events) without progress this long: "
+        "dead air; 0 = off.",
+    )
+    dead_air_recovery_text: str = Field(
+        "",
+        max_length=500,
+        description="Said by the agent, as a turn of its own, after a dead-air stall (e.g. "
+        '"Sorry, I lost my train of thought. Could you say that again?"); empty = nothing.',
+    )
     # WebRTC calls (webrtc_bridge): ICE servers for deployments behind NAT, and how long a call
     # may take to connect (or stay disconnected) before it is ended.
     webrtc_ice_servers: list[IceServer] = Field(

@@ -94,4 +94,6 @@ def turn_closed(session_id: str, turn: Turn, spoken: str, at: datetime) -> list[
     metrics = (sid, turn.index, latency["vad_stop_to_transcript_ms"],
                latency["llm_first_token_ms"], latency["tts_first_byte_ms"],
                latency["end_of_speech_to_first_audio_ms"])  # fmt: skip
-    return [Write(_TURN, user), Write(_TURN, agent), Write(_METRICS, metrics)]
+    # An agent-only turn (the dead-air recovery line) has no user row: history has no "" input.
+    users = [Write(_TURN, user)] if turn.user_text else []
+    return [*users, Write(_TURN, agent), Write(_METRICS, metrics)]

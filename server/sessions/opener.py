@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import KW_ONLY, dataclass, field
 
@@ -21,10 +21,12 @@ from voiceagent.v1 import converse_pb2
 
 from pipeline.audio import PcmFormat
 from pipeline.conversation import Conversation
+from pipeline.dead_air import DeadAirParams
 from pipeline.providers.base import Providers
 from pipeline.session import SessionOptions, VoiceSession
 from pipeline.silero import SileroBatcher
 from pipeline.vad import VadParams
+from pipeline.watchdog import DeadAirCounts, DeadAirWatchdog
 from server.auth.caller import CONVERSE, Caller, open_access
 from server.config import Settings
 from server.observe.sessions import SessionWatch
@@ -90,6 +92,14 @@ class SessionOpener:
         self.recordings = recordings
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
+        self.dead_air = DeadAirParams(
+            reply_s=settings.dead_air_reply_s,
+            stage_s=settings.dead_air_stage_s,
+            recovery_text=settings.dead_air_recovery_text,
+        )
+        # Told the stage ("stt", "chat", "tts", "output", "pipeline") of every dead-air stall;
+        # metrics hook in here. By default, counted in `on_dead_air.counts`.
+        self.on_dead_air: Callable[[str], None] = DeadAirCounts()
 
     async def open(self, request: SessionRequest) -> OpenedSession:
         """Check `request` (and that its caller may converse on it); create or load its
@@ -226,10 +236,14 @@ class SessionOpener:
             options=opened.options,
         )  # fmt: skip
         cap = asyncio.create_task(self._cap(session, limits.max_session_s), name=f"cap:{record.id}")
+        # Before the stages first run (no await since start): it wraps their providers.
+        watchdog = DeadAirWatchdog.start(session, self.dead_air, self.on_dead_air)
         try:
             yield session
         finally:
             cap.cancel()  # not awaited: nothing may delay freeing the slot below
+            if watchdog is not None:
+                watchdog.cancel()
             if admitted:
                 self.admission.release(tenant)
             await session.close()
