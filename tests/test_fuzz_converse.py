@@ -137,6 +137,7 @@ async def observed(monkeypatch, start_server, quick_tts):
 
 
 # -- the property ------------------------------------------------------------------------------
+@pytest.mark.fuzz
 @example(requests=(config(None).SerializeToString(), [SURROGATE_TEXT]), cancel=False)
 @example(requests=(config(None).SerializeToString(), [text_request("a\x00b")]), cancel=False)
 @example(requests=(UNDECODABLE, []), cancel=False)
