@@ -199,10 +199,12 @@ async def test_undecodable_first_message(agent):
     await text_turn(agent.stub)
 
 
-@pytest.mark.parametrize(
-    "bad", [UNDECODABLE, SURROGATE_TEXT, text_request("\udfff\ud800")], ids=["ff", "d800", "pair"]
-)
-async def test_undecodable_later_message_leaves_the_session_resumable(agent, bad):
+async def test_undecodable_later_message_leaves_the_session_resumable(agent):
+    for bad in (UNDECODABLE, SURROGATE_TEXT, text_request("\udfff\ud800")):
+        await undecodable_later(agent, bad)
+
+
+async def undecodable_later(agent, bad: bytes) -> None:
     convo = RawConversation(agent.channel)
     convo.send(config(None), text("First turn"))
     events = []
@@ -210,9 +212,9 @@ async def test_undecodable_later_message_leaves_the_session_resumable(agent, bad
         events.append(event)
     session_id = next(e.session_started.session_id for e in events if e.HasField("session_started"))
     convo.send(bad)  # and the client never half-closes
-    out = await convo.outcome(timeout=5)
+    out = await convo.outcome(timeout=5)  # promptly: the server ends the stream itself
     assert out.code == grpc.StatusCode.INVALID_ARGUMENT, (out.code, out.details)
-    assert "could not be decoded" in out.details and out.seconds < 10
+    assert "could not be decoded" in out.details
     await wait_no_live(agent.server, 5)
     # Not busy, not poisoned: the same session goes on with its history.
     resumed = RawConversation(agent.channel)

@@ -221,10 +221,8 @@ async def test_any_frames_get_errors_and_the_socket_stays_usable(agent, quick_tt
 
 # -- the original defect, and its neighbours ---------------------------------------------------------
 @pytest.mark.parametrize(
-    "bad",
-    ['"\\ud800"', '"a\\udfffb"', '"\\ude00\\ud83d"', '"x\\u0000y"'],
-    ids=["d800", "dfff", "reversed-pair", "nul"],
-)
+    "bad", ['"\\ud800"', '"x\\u0000y"'], ids=["d800", "nul"]
+)  # other lone surrogates (and reversed pairs) are among the property test's examples
 async def test_refused_text_does_not_poison_the_session(agent, quick_tts, bad):
     async with connect(ws_url(agent, "victim")) as socket:
         ws = Checked(socket)
@@ -258,18 +256,17 @@ async def test_a_surrogate_pair_is_one_character_and_fine(agent, quick_tts):
         assert reply["text"] == "You said: pizza 🍕."
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["x?customer_id=%00", "x?customer_id=" + "x" * 300, "%00", "%20", "y" * 3000],
-    ids=["nul-customer", "long-customer", "nul-id", "blank-id", "long-id"],
-)
-async def test_bad_handshake_is_refused_with_a_reason(agent, path):
+BAD_HANDSHAKES = ["x?customer_id=%00", "x?customer_id=" + "x" * 300, "%00", "%20", "y" * 3000]
+
+
+async def test_bad_handshake_is_refused_with_a_reason(agent):
     """Refused before the session opens: an error message, then close 1008 with the reason."""
-    async with connect(ws_url(agent, path)) as socket:
-        ws = Ws(socket)
-        code, reason = await ws.closed()
-    assert ws.seen[0]["type"] == "error" and ws.seen[0]["code"] == "invalid_request"
-    assert code == 1008 and reason == ws.seen[0]["message"][:123]
+    for path in BAD_HANDSHAKES:
+        async with connect(ws_url(agent, path)) as socket:
+            ws = Ws(socket)
+            code, reason = await ws.closed()
+        assert ws.seen[0]["type"] == "error" and ws.seen[0]["code"] == "invalid_request"
+        assert code == 1008 and reason == ws.seen[0]["message"][:123], path[:40]
     await wait_no_live(agent.server)
 
 
