@@ -118,7 +118,22 @@ EMPTY = st.just(b"")  # an empty ConverseRequest: no oneof set
 GARBAGE = st.one_of(st.just(UNDECODABLE), st.binary(min_size=1, max_size=24))
 LATER = st.one_of(TEXT, AUDIO, CONTROL, EMPTY, GARBAGE, fuzzy_config(), VALID_CONFIG)
 FIRST = st.one_of(VALID_CONFIG, VALID_CONFIG, fuzzy_config(), LATER)
-SEQUENCES = st.tuples(FIRST, st.lists(LATER, max_size=6))
+# Mostly good: real turns under way (text, audio, barge-ins), then perhaps one bad request in
+# the middle of them. Arbitrary sequences alone rarely get past their first few requests.
+GOOD_LATER = st.one_of(
+    st.text(st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=40)
+    .filter(str.strip)
+    .map(text_request),
+    st.binary(max_size=3_200).map(
+        lambda b: Request(audio=b[: len(b) // 2 * 2]).SerializeToString()
+    ),
+    st.just(Request(control=converse_pb2.Control(action=1)).SerializeToString()),  # interrupt
+)
+MOSTLY_GOOD = st.tuples(
+    st.just(config().SerializeToString()),
+    st.builds(list.__add__, st.lists(GOOD_LATER, max_size=6), st.lists(LATER, max_size=1)),
+)
+SEQUENCES = st.one_of(st.tuples(FIRST, st.lists(LATER, max_size=6)), MOSTLY_GOOD)
 
 
 @pytest.fixture
