@@ -141,7 +141,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 settings.register_profile(
-    "soak", parent=settings.get_profile("fuzz"), max_examples=500, derandomize=False
+    "soak", parent=settings.get_profile("fuzz"), max_examples=1000, derandomize=False
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fuzz"))
 

@@ -93,9 +93,9 @@ async def churn_and_settle(agent, fake_openai, n: int, rss_mb: float) -> None:
     await quiet(agent)
     # The default executor may start more of its (at most cpu+4) workers: a few threads slack.
     after = await settle(base, fds=8, threads=6, tasks=3, rss_mb=rss_mb, timeout=30)
-    STATS["churn: fd growth (max seen)"] = max(
-        STATS["churn: fd growth (max seen)"], after.fds - base.fds
-    )
+    for name in ("fds", "threads", "tasks"):  # what was left over once settled
+        STATS[f"churn of {n}: {name} over baseline"] = getattr(after, name) - getattr(base, name)
+    STATS[f"churn of {n}: RSS over baseline, MB"] = round(after.rss_mb - base.rss_mb)
     await text_turn(agent.stub)  # and the server still works
 
 
