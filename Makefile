@@ -9,7 +9,7 @@ GEN_STAMP := gen/voiceagent/.gen-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test gen lint bench clean browser
+.PHONY: run test gen lint bench clean browser soak
 
 run: $(GEN_STAMP)
 	$(PY) -m server
@@ -24,6 +24,11 @@ browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	} || echo "make browser: could not install chromium; the browser test will be skipped"
+
+# The fault/fuzz suite's long run (~10 min, docs/hardening.md): the tests marked `soak`, which
+# `make test` leaves out, and the `fuzz` property tests again with many more random examples.
+soak: $(GEN_STAMP)
+	HYPOTHESIS_PROFILE=soak $(PY) -m pytest --basetemp=.pytest-soak -m "soak or fuzz" --timeout=900 $(PYTEST_ARGS)
 
 # Benchmarks (a few minutes): prints a table, writes bench/results/*.json. E.g. BENCH_ARGS=--smoke
 bench: $(GEN_STAMP)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import grpc
 import pytest
+from hypothesis import HealthCheck, settings
 from voiceagent.v1 import sessions_pb2_grpc
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 
@@ -108,3 +109,32 @@ async def start_server(fake_openai: FakeOpenAI, database_url: str) -> AsyncItera
 @pytest.fixture
 async def agent(start_server: StartServer) -> Running:
     return await start_server()
+
+
+# -- the fault/fuzz suite (tests/test_fuzz_*.py, test_faults_midturn.py, test_churn.py) -----------
+# Hypothesis profiles: "fuzz" (the default) keeps the normal run short and repeatable (a fixed
+# seed, few examples: each one drives the real server); "soak" (`make soak`) explores, with
+# many more random examples. Pick one with HYPOTHESIS_PROFILE.
+settings.register_profile(
+    "fuzz",
+    max_examples=25,
+    deadline=None,  # examples do real network round trips: timing varies with the machine
+    derandomize=True,
+    database=None,  # found defects are kept as @example()s and regression tests instead
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "soak", parent=settings.get_profile("fuzz"), max_examples=1000, derandomize=False
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fuzz"))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fuzz suite's figures (inputs tried, faults survived, cycles run), for the docs."""
+    from tests.fuzz_support import STATS
+
+    if STATS:
+        terminalreporter.section("fault/fuzz figures")
+        for name, count in sorted(STATS.items()):
+            terminalreporter.write_line(f"{count:>8}  {name}")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from pipeline.providers.base import ProviderError
 from server.http.audio_codec import AudioError, AudioTooLarge
@@ -66,7 +69,53 @@ def headers_for(exc: RequestError) -> dict[str, str]:
     return {}
 
 
+def field_error(error: dict) -> dict:
+    """One of FastAPI's 422 field errors without what would echo the request back: `type`,
+    `loc` and `msg` stay, `input` (the rejected value, which may be huge or private) and `url`
+    go, and `ctx` keeps only plain values that are not the input (a limit, the expected
+    values, the JSON decoder's reason)."""
+    out = {key: error[key] for key in ("type", "loc", "msg") if key in error}
+    rejected = error.get("input")
+    ctx = {
+        key: value
+        for key, value in (error.get("ctx") or {}).items()
+        if isinstance(value, int | float | str)
+        and not (isinstance(value, str) and isinstance(rejected, str) and rejected in value)
+    }
+    if ctx:
+        out["ctx"] = ctx
+    return out
+
+
+def _unparseable_json(request: Request, exc: HTTPException) -> str | None:
+    """FastAPI answers a JSON body that json.loads raises on with anything but JSONDecodeError
+    (nested too deeply, not UTF-8) with a bare 400; the API documents malformed JSON as 422.
+    Returns the reason when that is what `exc` is."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, RecursionError | ValueError):
+        return None
+    if "json" not in request.headers.get("content-type", ""):
+        return None
+    if isinstance(cause, RecursionError):
+        return "nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return "not valid UTF-8"
+    return type(cause).__name__
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": [field_error(e) for e in exc.errors()]}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        reason = _unparseable_json(request, exc)
+        if reason is None:
+            return await http_exception_handler(request, exc)
+        error = {"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}
+        return JSONResponse({"detail": [{**error, "ctx": {"error": reason}}]}, status_code=422)
+
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         return _json(HTTP_STATUS[exc.kind], str(exc), headers_for(exc))

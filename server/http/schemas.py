@@ -16,7 +16,7 @@ from server.sessions import checks as check
 SESSION_ID = "3f0e8c2a-9d1b-4c57-8a6e-2b7f4d9c1e05"
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
     """NULs and lone UTF-16 surrogates (valid JSON escapes, not text) are refused (422)."""
     if "\x00" in value:
         raise ValueError("must not contain a NUL character")
@@ -35,8 +35,20 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
-Required = Annotated[str, AfterValidator(_no_nul), AfterValidator(_not_blank)]
+# The same rules as JSON Schema patterns, so /openapi.json tells clients what is accepted
+# (documentation only: the validators above do the checking). "Blank" is what str.strip()
+# strips, spelled out: JSON Schema's \s is not quite Python's.
+NO_NUL = "^[^\\x00]*$"
+_NOT_SPACE = (
+    "[^\\x00\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)
+Text = Annotated[str, AfterValidator(no_nul), Field(json_schema_extra={"pattern": NO_NUL})]
+Required = Annotated[
+    str,
+    AfterValidator(no_nul),
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"pattern": f"^[^\\x00]*{_NOT_SPACE}[^\\x00]*$"}),
+]
 
 
 class ErrorOut(BaseModel):

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 
 from server.auth.caller import READ
 from server.auth.http import CallerDep
 from server.http.deps import CoreDep
 from server.http.errors import ERROR_RESPONSES
-from server.http.schemas import Latency
+from server.http.schemas import NO_NUL, Latency, no_nul
 from server.http.session_schemas import SessionOut, SessionPage, StoredTurn, TurnPage
 from server.sessions import checks, ids
 from server.sessions.reads import MAX_PAGE, SessionReads
@@ -67,7 +68,13 @@ async def list_sessions(
     core: CoreDep,
     caller: CallerDep,
     customer_id: Annotated[
-        str, Query(max_length=checks.MAX_NAME_CHARS, description="Only this customer's.")
+        str,
+        Query(
+            max_length=checks.MAX_NAME_CHARS,
+            description="Only this customer's.",
+            json_schema_extra={"pattern": NO_NUL},
+        ),
+        AfterValidator(no_nul),  # a NUL would reach Postgres, which refuses it: 422 here
     ] = "",
     page_size: Annotated[int, PageSize] = 50,
     page_token: Annotated[str, PageToken] = "",

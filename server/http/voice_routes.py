@@ -95,7 +95,10 @@ async def voice_agent_process(
     caller: CallerDep,
     audio_file: Annotated[UploadFile, AUDIO_FILE],
     session_id: Annotated[
-        str, Form(description="From /conversation/start (or any id a WebSocket used).")
+        str,
+        Form(  # an empty form field counts as missing (422): the schema says so with min_length
+            min_length=1, description="From /conversation/start (or any id a WebSocket used)."
+        ),
     ],
 ) -> VoiceTurnOut:
     """The complete pipeline for one turn: the recording is one utterance, transcribed, answered

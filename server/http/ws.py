@@ -98,9 +98,10 @@ class Socket:
     async def serve(self, resumed: bool, providers: dict[str, str]) -> None:
         reader = asyncio.create_task(self._read(), name=f"ws-reader:{self.conn.session_id}")
         try:
-            await self.send({"type": "session_started", "session_id": self.conn.session_id,
-                             "client_session_id": self.conn.client_session_id,
-                             "resumed": resumed, "providers": providers})  # fmt: skip
+            if not await self.send({"type": "session_started", "session_id": self.conn.session_id,
+                                    "client_session_id": self.conn.client_session_id,
+                                    "resumed": resumed, "providers": providers}):  # fmt: skip
+                return  # gone already: send() closed the session, whose events may never end
             async for event in self.session.events:
                 for message in await self.renderer.render(event):
                     if not await self.send(message):

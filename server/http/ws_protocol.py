@@ -61,6 +61,8 @@ def parse(text: str | None) -> AudioChunk | TextInput | Control:
         message = json.loads(text)
     except ValueError as exc:
         raise ProtocolError(f"invalid JSON: {exc}") from None
+    except RecursionError:  # e.g. "[[[[..." 100,000 deep: not a bug in the server
+        raise ProtocolError("invalid JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError('a message must be a JSON object with a "type"')
     kind = message.get("type")
