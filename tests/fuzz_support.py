@@ -16,7 +16,7 @@ import grpc
 from voiceagent.v1 import converse_pb2
 
 from server.grpc.voice_agent import VoiceAgentService
-from tests.converse_client import Conversation, config, text
+from testing.converse_client import Conversation, config, text
 
 CONVERSE = "/voiceagent.v1.VoiceAgentService/Converse"
 Response = converse_pb2.ConverseResponse

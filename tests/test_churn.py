@@ -17,7 +17,7 @@ import pytest
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 from websockets.asyncio.client import connect
 
-from tests.converse_client import Conversation, config, speech_requests, text
+from testing.converse_client import Conversation, config, speech_requests, text
 from tests.fuzz_support import STATS, settle, text_turn, usage, wait_no_live
 from tests.test_ws import ws_url
 

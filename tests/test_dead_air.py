@@ -16,8 +16,8 @@ from pipeline.turn import Turn
 from pipeline.watched import ProviderWatch
 from server.persistence import records
 from server.sessions.opener import SessionRequest
-from tests.converse_client import Conversation, config, speech_requests, text
-from tests.fakes import Fault
+from testing.converse_client import Conversation, config, speech_requests, text
+from testing.fakes import Fault
 
 DEAD_AIR = converse_pb2.ERROR_CODE_DEAD_AIR
 # Limits well below the SDK's own timeout (5 s in tests), yet above what a normal request

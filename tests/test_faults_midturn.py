@@ -24,8 +24,8 @@ import pytest
 from voiceagent.v1 import converse_pb2
 
 from server.persistence.database import EmbeddedPostgres
-from tests.converse_client import Conversation, config, speech_requests, text
-from tests.fakes import Fault
+from testing.converse_client import Conversation, config, speech_requests, text
+from testing.fakes import Fault
 from tests.fuzz_support import STATS, text_turn, usage, wait_no_live
 
 STAGES = {"transcriptions": "speech-to-text", "chat": "chat", "speech": "text-to-speech"}

@@ -18,7 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from voiceagent.v1 import audio_pb2, converse_pb2
 
-from tests.converse_client import config, text
+from testing.converse_client import config, text
 from tests.fuzz_support import (
     DOCUMENTED,
     STATS,
