@@ -70,6 +70,7 @@ class Core:
             settings=settings, providers=providers, batcher=batcher, store=store, live=live
         )
         opener.recordings = recordings
+        opener.on_dead_air = metrics.dead_air  # voiceagent_dead_air_total{stage}
         secret = settings.auth_token_secret
         auth = await Authenticator.open(
             db.pool,
