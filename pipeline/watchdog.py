@@ -47,13 +47,17 @@ SEND_TIMEOUT_S = 1.0  # the client may be what is stuck: never wait on it for lo
 
 
 class DeadAirCounts:
-    """The default `on_dead_air` hook: stalls counted per stage, in this process."""
+    """The default `on_dead_air` hook: stalls counted per stage, in this process, and passed
+    on to `then` (the server's metrics) when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[str], None] | None = None) -> None:
         self.counts: Counter[str] = Counter()
+        self.then = then
 
     def __call__(self, stage: str) -> None:
         self.counts[stage] += 1
+        if self.then is not None:
+            self.then(stage)
 
 
 def watch_providers(session: VoiceSession) -> ProviderWatch:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pipeline.providers.base import Providers
 from pipeline.silero import SileroBatcher
+from pipeline.watchdog import DeadAirCounts
 from server.auth.authenticator import Authenticator
 from server.config import Settings
 from server.observe import metrics
@@ -70,7 +71,7 @@ class Core:
             settings=settings, providers=providers, batcher=batcher, store=store, live=live
         )
         opener.recordings = recordings
-        opener.on_dead_air = metrics.dead_air  # voiceagent_dead_air_total{stage}
+        opener.on_dead_air = DeadAirCounts(then=metrics.dead_air)  # voiceagent_dead_air_total
         secret = settings.auth_token_secret
         auth = await Authenticator.open(
             db.pool,
