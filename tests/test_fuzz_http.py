@@ -22,9 +22,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.fuzz_support import STATS, text_turn, wait_no_live
+from tests.fuzz_support import STATS, wait_no_live
+from tests.test_auth import make_key
 
 DEEP = "[" * 100_000 + "]" * 100_000
 # positive_data_acceptance expects every schema-valid request to be accepted. Some refusals
@@ -62,9 +63,10 @@ def examples_per_operation() -> int:
     return max(5, settings.default.max_examples // 5)
 
 
-def fuzz_operation(operation, base_url: str, examples: int, budget_s: float) -> list[str]:
+def fuzz_operation(operation, base_url: str, examples: int, budget_s: float, key: str) -> list[str]:
     """Run one operation's generated cases; returns the failures (empty: all passed)."""
     session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"  # an admin key: every route may answer
     deadline = time.monotonic() + budget_s
     strategy = st.one_of(
         operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
@@ -86,9 +88,7 @@ def fuzz_operation(operation, base_url: str, examples: int, budget_s: float) -> 
             base_url=base_url,
             session=session,
             timeout=30,
-            # This server has no API key, so authentication is off by design (tests/test_auth.py
-            # covers it being enforced): the bearer scheme in the spec is not "ignored" here.
-            excluded_checks=[positive_data_acceptance, ignored_auth],
+            excluded_checks=[positive_data_acceptance],
             additional_checks=[positive_data_accepted],
         )
         statuses[response.status_code] += 1
@@ -105,13 +105,13 @@ def fuzz_operation(operation, base_url: str, examples: int, budget_s: float) -> 
     return []
 
 
-def fuzz_all(schema_url: str, base_url: str, budget_s: float) -> tuple[int, list[str]]:
+def fuzz_all(schema_url: str, base_url: str, budget_s: float, key: str) -> tuple[int, list[str]]:
     schema = schemathesis.openapi.from_url(schema_url)
     operations = [r.ok() for r in schema.get_all_operations()]
     failures: list[str] = []
     each = budget_s / max(1, len(operations))
     for operation in operations:
-        failures += fuzz_operation(operation, base_url, examples_per_operation(), each)
+        failures += fuzz_operation(operation, base_url, examples_per_operation(), each, key)
     return len(operations), failures
 
 
@@ -122,16 +122,26 @@ def quick_tts(fake_openai):
 
 
 @pytest.mark.fuzz
-async def test_openapi_operations_give_no_5xx_and_conform(agent, quick_tts):
+async def test_openapi_operations_give_no_5xx_and_conform(start_server, database_url, quick_tts):
+    """With authentication on, as deployed: the generated requests carry an admin key, and
+    schemathesis checks that requests without it are refused."""
+    key = await make_key(database_url, "fuzz", admin=True)
+    agent = await start_server(quick_tts)
     budget = 12.0 if settings.default.max_examples <= 25 else 400.0
     count, failures = await asyncio.to_thread(
-        fuzz_all, f"{agent.http_url}/openapi.json", agent.http_url, budget
+        fuzz_all, f"{agent.http_url}/openapi.json", agent.http_url, budget, key
     )
     STATS["http operations fuzzed"] += count
     assert count >= 15, count  # every route in the schema was reached
     assert not failures, "\n\n".join(failures)
     await wait_no_live(agent.server)
-    await text_turn(agent.stub)  # and the server still works
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=agent.http_url, headers=headers, timeout=30) as client:
+        started = (await client.post("/conversation/start", json={"customer_id": "c"})).json()
+        reply = await client.post(  # and the server still works
+            "/conversation/process", json={"session_id": started["session_id"], "text": "hi"}
+        )
+    assert reply.json()["agent_response"] == "You said: hi."
 
 
 # -- the HTTP edge's known defects, pinned -------------------------------------------------------

@@ -45,10 +45,14 @@ HTTP_STATUS = {
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed SDP or candidate, no audio, or no common codec."},
+    401: {"description": "No credentials, or not valid ones (once authentication is on)."},
+    403: {"description": "The credentials do not allow this (verb, or another session)."},
     404: {"description": "Unknown pc_id or session."},
     409: {"description": "The session has ended, or another stream is live on it."},
+    429: {"description": "Over a per-tenant limit; retry after `Retry-After` seconds."},
     503: {"description": "The server is full or the database is down."},
 }
+AUTH_ERRORS = {status: ERRORS[status] for status in (401, 403)}
 
 
 def bridge(request: Request) -> Bridge:
@@ -90,7 +94,7 @@ async def hang_up(pc_id: str, request: Request, caller: CallerDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/webrtc/calls", response_model=CallsOut, tags=["WebRTC"])
+@router.get("/webrtc/calls", response_model=CallsOut, tags=["WebRTC"], responses=AUTH_ERRORS)
 async def calls(request: Request, caller: CallerDep) -> CallsOut:
     """The caller's tenant's live calls with their connection state, traffic and pacing."""
     found = bridge(request)
@@ -103,7 +107,7 @@ async def calls(request: Request, caller: CallerDep) -> CallsOut:
     )
 
 
-@router.get("/webrtc/config", response_model=IceConfigOut, tags=["WebRTC"])
+@router.get("/webrtc/config", response_model=IceConfigOut, tags=["WebRTC"], responses=AUTH_ERRORS)
 async def config(request: Request, caller: CallerDep) -> IceConfigOut:
     """What the page needs for its RTCPeerConnection: the configured STUN/TURN servers."""
     settings = bridge(request).settings
