@@ -52,7 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Over a per-tenant limit; retry after `Retry-After` seconds."},
     503: {"description": "The server is full or the database is down."},
 }
-AUTH_ERRORS = {status: ERRORS[status] for status in (401, 403)}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {s: ERRORS[s] for s in (401, 403)}
 
 
 def bridge(request: Request) -> Bridge:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from server.auth import keys
-from server.auth.caller import ADMIN, CONVERSE, TOKEN_VERBS
+from server.auth.caller import ADMIN, TOKEN_VERBS
 from server.auth.http import CallerDep
 from server.auth.tokens import DEFAULT_TTL_S, MAX_TTL_S
 from server.http.deps import CoreDep
@@ -23,14 +23,15 @@ from server.sessions import ids
 from server.sessions.reads import database_errors
 
 router = APIRouter(tags=["Authentication"])
+Verb = Literal["converse", "read"]  # TOKEN_VERBS, as the schema states them
 
 
 class ClientTokenIn(BaseModel):
     session_id: str | None = Field(
         None, max_length=200, description="Only this session (a UUID or a client-chosen id)."
     )
-    verbs: list[Literal["converse", "read"]] = Field(
-        default_factory=lambda: [CONVERSE],
+    verbs: list[Verb] = Field(
+        default_factory=lambda: list[Verb](["converse"]),
         min_length=1,
         description=f"Any of {list(TOKEN_VERBS)}: `converse` opens streams and turns, `read` "
         "reads sessions and transcripts.",
