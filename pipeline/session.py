@@ -20,7 +20,7 @@ from typing import Protocol
 from pipeline.audio import PIPELINE_RATE, PcmFormat
 from pipeline.conversation import Conversation
 from pipeline.events import EventSink
-from pipeline.frames import END, UserSpeech, UserText
+from pipeline.frames import END, TurnStart, UserSpeech, UserText
 from pipeline.operator import Operator
 from pipeline.operators.chat import ChatOperator
 from pipeline.operators.output import OutputOperator
@@ -153,6 +153,15 @@ class VoiceSession:
         await self.stt.put(
             UserSpeech(pcm16k, 0, duration_ms, speech_end_at=received, vad_stop_at=received)
         )
+
+    async def respond(self, user_text: str = "") -> Turn:
+        """Reply now, skipping speech-to-text: an edge that holds user input until its client
+        asks for a reply (Realtime's `response.create`). `user_text` ("": none) joins history
+        as this turn's user message; the chat stage answers the history as it stands."""
+        self.last_input_at = time.monotonic()
+        turn = await self._open_turn(user_text, now())
+        await self.chat.put(TurnStart(turn))
+        return turn
 
     async def interrupt(self) -> None:
         """Barge-in: stop the live turn everywhere and keep only what was heard."""

@@ -31,6 +31,7 @@ from server.http.app import create_app
 from server.http.serve import HttpServer
 from server.observe.providers import counted
 from server.providers import build_providers
+from server.realtime.route import router as realtime_router
 from server.sessions.traces import SessionTraces
 from server.tracing import Tracing
 from webrtc_bridge.bridge import Bridge
@@ -127,6 +128,7 @@ class VoiceServer:
         self.bridge = Bridge(core)
         app = create_app(core, grpc_port=self.port, grpc_services=list(SERVICES))
         app.state.webrtc = self.bridge
+        app.include_router(realtime_router)  # /v1/realtime: the OpenAI Realtime edge
         app.include_router(webrtc_router)  # WebRTC signalling and the browser call page
         self.http = HttpServer(
             app,

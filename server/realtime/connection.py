@@ -1,0 +1,250 @@
+"""One Realtime WebSocket on a live VoiceSession: its state, the sender, and the translation
+of the session's events into GA server events.
+
+The pipeline cuts speech (server VAD), transcribes it and replies; this side gives the client
+the Realtime view of that: input-buffer events, user and assistant items with ids, and one
+response per pipeline turn. Client events are applied by `server.realtime.handlers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import WebSocket
+from voiceagent.v1 import converse_pb2
+
+from pipeline.session import VoiceSession
+from pipeline.turn import Turn
+from server.realtime import errors
+from server.realtime.config import SessionConfig
+from server.realtime.formats import InputConverter, OutputConverter
+from server.realtime.items import Item, Items, new_id
+from server.realtime.responses import Response
+from server.sessions.store import SessionRecord, SessionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Heard:
+    """A VAD segment committed as a user audio item, waiting for its transcript."""
+
+    item: Item
+    start_ms: int
+    end_ms: int
+
+
+@dataclass
+class Connection:
+    websocket: WebSocket
+    session: VoiceSession
+    record: SessionRecord
+    store: SessionStore
+    config: SessionConfig
+    items: Items
+    limits: list[dict] = field(default_factory=list)  # rate_limits.updated's content
+    responses: dict[int, Response] = field(default_factory=dict)  # by turn index
+    next_response: dict = field(default_factory=dict)  # response.create's overrides
+    heard: list[Heard] = field(default_factory=list)
+    speech_item_id: str = ""  # the item id announced by speech_started
+    pending_user: list[str] = field(default_factory=list)  # user text since the last response
+    input_buffer: bytearray = field(default_factory=bytearray)  # manual mode: uncommitted audio
+    input_ms: float = 0.0  # audio received so far (the buffer's timeline)
+    gone: bool = False
+    on_response_done: Callable[[], None] | None = None  # the idle timer hooks in here
+    on_speech: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.converter = InputConverter(self.config.input_format)
+        self.open_turn = self.session.stt.open_turn  # the pipeline's own: VAD turns reply
+        vad = self.session.vad
+        self.barge_in = vad.on_speech_start if vad is not None else _no_barge_in  # the pipeline's
+
+    def new_item_id(self) -> str:
+        return new_id("item")
+
+    # -- sending ---------------------------------------------------------------------------
+    async def send(self, *events: dict) -> bool:
+        async with self._lock:
+            for event in events:
+                event = {"event_id": new_id("event"), **event}
+                try:
+                    await self.websocket.send_text(json.dumps(event))
+                except Exception:  # the client is gone: nothing to tell it
+                    self.gone = True
+                    await self.session.close()
+                    return False
+        return True
+
+    async def problem(self, problem: errors.Problem, client_event_id: str | None = None) -> None:
+        await self.send(errors.event(problem, new_id("event"), client_event_id))
+
+    @property
+    def active(self) -> Response | None:
+        return next(iter(self.responses.values()), None)
+
+    # -- the session's events ---------------------------------------------------------------
+    async def pump(self) -> None:
+        """Translate the session's events until its stream ends."""
+        async for event in self.session.events:
+            kind = event.WhichOneof("event")
+            out = await self.translate(kind, getattr(event, kind))
+            if out and not await self.send(*out):
+                return
+
+    async def translate(self, kind: str, body) -> list[dict]:  # noqa: ANN001 (a proto message)
+        if kind == "speech_started":
+            if self.on_speech is not None:
+                self.on_speech()
+            self.speech_item_id = new_id("item")
+            return [{"type": "input_audio_buffer.speech_started",
+                     "audio_start_ms": body.offset_ms, "item_id": self.speech_item_id}]  # fmt: skip
+        if kind == "speech_stopped":
+            return self.speech_stopped(body.start_offset_ms, body.end_offset_ms)
+        if kind == "transcript":
+            return self.transcribed(
+                body.text, body.start_offset_ms, body.end_offset_ms, body.turn_index
+            )
+        if kind == "agent_text_delta":
+            response, out = self.response_for(body.turn_index)
+            return [*out, response.text_delta(body.text)]
+        if kind == "agent_audio":
+            response, out = self.response_for(body.turn_index)
+            delta = response.audio_delta(body.audio, body.offset_ms + len(body.audio) / 48)
+            return [*out, delta] if delta else out
+        if kind == "interrupted":
+            cut = self.responses.get(body.turn_index)
+            if cut is not None and not cut.cancel_reason:
+                cut.cancel_reason = "turn_detected"
+            return []
+        if kind == "turn_completed":
+            return self.completed(body)
+        if kind == "error":
+            failed = self.responses.get(body.turn_index) if body.turn_index else None
+            if failed is not None:
+                failed.failed = body.message
+            return [errors.event(errors.from_pipeline_error(body.code, body.message),
+                                 new_id("event"), None)]  # fmt: skip
+        return []  # state changes, session expiry: no Realtime counterpart
+
+    def speech_stopped(self, start_ms: int, end_ms: int) -> list[dict]:
+        item = Item(self.speech_item_id or new_id("item"), "message", "user", "audio")
+        self.speech_item_id = ""
+        previous = self.items.order[-1].id if self.items.order else None
+        self.items.add(item)
+        self.heard.append(Heard(item, start_ms, end_ms))
+        return [
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "audio_end_ms": end_ms,
+                "item_id": item.id,
+            },
+            {
+                "type": "input_audio_buffer.committed",
+                "item_id": item.id,
+                "previous_item_id": previous,
+            },
+            {"type": "conversation.item.added", "previous_item_id": previous, "item": item.wire()},
+        ]
+
+    def transcribed(self, text: str, start_ms: int, end_ms: int, turn_index: int) -> list[dict]:
+        """A VAD segment's transcript: its item completes; with a turn, a response starts."""
+        match = next((h for h in self.heard if (h.start_ms, h.end_ms) == (start_ms, end_ms)), None)
+        out: list[dict] = []
+        while self.heard:  # earlier segments with no transcript (noise) complete empty
+            heard = self.heard.pop(0)
+            if heard is match:
+                break
+            out += self.user_transcript(heard.item, "", from_pipeline=False)
+        if match is None:
+            return out
+        out += self.user_transcript(match.item, text, from_pipeline=turn_index > 0)
+        if turn_index > 0:
+            _, started = self.response_for(turn_index)
+            out += started
+        return out
+
+    def user_transcript(self, item: Item, text: str, *, from_pipeline: bool) -> list[dict]:
+        item.text = text
+        if text.strip():
+            if from_pipeline:  # the pipeline's turn put it in history
+                self.items.adopt(item, "user", text)
+            else:  # held for response.create (create_response false / manual)
+                self.items.remember(item, "user", text)
+                self.pending_user.append(text)
+        out = []
+        if self.config.transcription is not None:
+            out.append({"type": "conversation.item.input_audio_transcription.completed",
+                        "item_id": item.id, "content_index": 0, "transcript": text,
+                        "usage": {"type": "duration", "seconds": 0.0}})  # fmt: skip
+        out.append({"type": "conversation.item.done", "previous_item_id": self.items.previous_id(item),
+                    "item": item.wire()})  # fmt: skip
+        return out
+
+    # -- responses ----------------------------------------------------------------------------
+    def response_for(self, turn_index: int) -> tuple[Response, list[dict]]:
+        """The response for a pipeline turn, and its start events the first time it is seen."""
+        response = self.responses.get(turn_index)
+        if response is not None:
+            return response, []
+        overrides, self.next_response = self.next_response, {}
+        modalities = overrides.get("output_modalities", self.config.output_modalities)
+        fmt = overrides.get("output_format", self.config.output_format)
+        kind = "audio" if "audio" in modalities else "text"
+        item = Item(new_id("item"), "message", "assistant", kind, status="in_progress")
+        live = self.session.conversation.live
+        item.turn = live if live is not None and live.index == turn_index else None
+        previous = self.items.order[-1].id if self.items.order else None
+        self.items.add(item)
+        response = Response(turn_index, item, tuple(modalities), OutputConverter(fmt),
+                            restore=overrides.get("restore", {}))  # fmt: skip
+        self.responses[turn_index] = response
+        return response, response.started(previous)
+
+    def completed(self, done: converse_pb2.TurnCompleted) -> list[dict]:
+        response, out = self.response_for(done.turn_index)
+        del self.responses[done.turn_index]
+        item = response.item
+        said = done.agent_text
+        if said:
+            self.items.adopt(item, "assistant", said)
+        truncate_ms = item.truncate_ms
+        for name, value in response.restore.items():
+            setattr_path(self.session, name, value)
+        words = sum(len(m.content.split()) for m in self.session.conversation.messages())
+        out += response.finished(self.items.previous_id(item), words)
+        if truncate_ms is not None:  # truncated before its turn closed here
+            self.items.truncate(item, truncate_ms)
+        if self.limits:
+            out.append({"type": "rate_limits.updated", "rate_limits": self.limits})
+        if self.on_response_done is not None:
+            self.on_response_done()
+        return out
+
+    async def start_response(self, overrides: dict) -> None:
+        """A reply now, to the conversation as it stands (what response.create asks for)."""
+        user_text = " ".join(self.pending_user)
+        self.pending_user.clear()
+        self.next_response = overrides
+        turn: Turn = await self.session.respond()
+        turn.user_text = user_text  # its stored turn keeps what it answers (history has it)
+        response, started = self.response_for(turn.index)
+        response.item.turn = turn
+        await self.send(*started)
+
+
+async def _no_barge_in() -> None:
+    return None
+
+
+def setattr_path(root: object, path: str, value: object) -> None:
+    """Set `a.b.c` on `root` (per-response overrides of the session's chat stage)."""
+    *parents, name = path.split(".")
+    for part in parents:
+        root = getattr(root, part)
+    setattr(root, name, value)
