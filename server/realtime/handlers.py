@@ -160,6 +160,8 @@ async def item_create(conn: Connection, event: dict) -> None:
         raise Problem("item.role must be user, assistant or system", param="item.role")
     texts, audio = _content(conn, role, body.get("content"))
     item = Item(item_id, "message", role, "audio" if audio is not None else "text")
+    if audio is None:
+        item.text = " ".join(texts)
     conn.items.add(item)
     await conn.send(
         {"type": "conversation.item.added", "previous_item_id": last, "item": item.wire()}
@@ -168,8 +170,7 @@ async def item_create(conn: Connection, event: dict) -> None:
         fmt = conn.config.input_format
         await _transcribe(conn, item, await asyncio.to_thread(whole_to_pipeline, fmt, audio))
         return
-    item.text = " ".join(texts)
-    conn.items.remember(item, role, item.text)
+    conn.items.remember(item, role, item.text or "")
     if role == "user":
         conn.pending_user.append(item.text)
     await conn.send(
