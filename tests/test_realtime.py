@@ -4,7 +4,9 @@ parsed into the SDK's typed GA models: spoken, manual and text turns, barge-in, 
 from __future__ import annotations
 
 import httpx
+import numpy as np
 
+from server.realtime import g711
 from testing.realtime_client import Realtime, client
 from testing.speech import speech_pcm
 
@@ -108,3 +110,69 @@ async def test_text_turn_with_text_only_output(agent, fake_openai):
     assert messages[0] == {"role": "system", "content": "Answer in French."}
     assert messages[-1] == {"role": "user", "content": "What sizes do you have?"}
     assert not [r for r in fake_openai.requests if r.endpoint == "speech"]  # no TTS work
+
+
+async def test_barge_in_cancels_and_truncate_trims_history(agent, fake_openai):
+    fake_openai.tts_ms_per_char = 40.0  # a long spoken reply, to talk over
+    fake_openai.chat_replies.append(
+        "We have small, medium and large pizzas with many toppings to choose from. "
+        "The large one is our most popular size for families."
+    )
+    fake_openai.transcripts.extend(["What sizes do you have", "Stop"])
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        await rt.append_audio(speech_pcm("What sizes do you have", 24_000))
+        first = await rt.next("response.output_audio.delta")
+        await rt.next("response.output_audio.delta")  # some of the reply is playing
+        await rt.append_audio(speech_pcm("Stop", 24_000))
+        await rt.next("input_audio_buffer.speech_started")
+        cut = await rt.next("response.done")
+        assert cut.response.status == "cancelled"
+        assert cut.response.status_details.reason == "turn_detected"
+        played_ms = len(rt.audio()) / 2 / 24_000 * 1000 / 2  # the client played half of it
+        await rt.send(type="conversation.item.truncate", item_id=first.item_id,
+                      content_index=0, audio_end_ms=round(played_ms))  # fmt: skip
+        truncated = await rt.next("conversation.item.truncated")
+        assert truncated.item_id == first.item_id and truncated.audio_end_ms == round(played_ms)
+        await rt.send(type="conversation.item.retrieve", item_id=first.item_id)
+        kept = (await rt.next("conversation.item.retrieved")).item.content[0].transcript
+        reply = "".join(e.delta for e in rt.of("response.output_audio_transcript.delta"))
+        assert kept and reply.startswith(kept) and len(kept) < len(reply)
+        await rt.next("response.done")  # the reply to "Stop"
+    assistant = [m for m in chat_messages(fake_openai) if m["role"] == "assistant"]
+    assert assistant == [{"role": "assistant", "content": kept}]  # history is what was played
+
+
+async def test_g711_mulaw_in_and_out(agent, fake_openai):
+    fake_openai.transcripts.append("Pepperoni please")
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        pcmu = {"type": "audio/pcmu"}
+        await rt.send(type="session.update", session={"type": "realtime", "audio": {
+            "input": {"format": pcmu}, "output": {"format": pcmu}}})  # fmt: skip
+        updated = (await rt.next("session.updated")).session.audio
+        assert (
+            updated.input.format.type == "audio/pcmu" and updated.output.format.type == "audio/pcmu"
+        )
+        await rt.append_audio(g711.pcm_to_ulaw(speech_pcm("Pepperoni please", 8_000)), 160)
+        assert (await rt.next("input_audio_buffer.speech_stopped")).audio_end_ms > 500
+        done = await rt.next("response.done")
+        assert done.response.output[0].content[0].transcript == "You said: Pepperoni please."
+        ulaw = rt.audio()
+        speech = [r for r in fake_openai.requests if r.endpoint == "speech"]
+        assert speech  # the reply was synthesized, then sent as 8 kHz μ-law: one byte a sample
+        pcm = np.frombuffer(g711.ulaw_to_pcm(ulaw), "<i2")
+        assert 0.1 < len(ulaw) / 8_000 < 10 and np.abs(pcm).max() > 1000
+
+
+def test_g711_tables_match_the_standard():
+    codes = bytes(range(256))
+    levels = np.frombuffer(g711.ulaw_to_pcm(codes), "<i2")
+    assert levels[0] == -32124 and levels[0x80] == 32124 and levels[0xFF] == 0  # G.711 μ-law
+    alaw = np.frombuffer(g711.alaw_to_pcm(codes), "<i2")
+    assert alaw[0xD5] == 8 and alaw[0x55] == -8 and alaw[0xAA] == 32256  # G.711 A-law
+    plus_zero = codes[:0x7F] + b"\xff" + codes[0x80:]  # -0 (0x7F) and +0 (0xFF): silence is +0
+    assert g711.pcm_to_ulaw(g711.ulaw_to_pcm(codes)) == plus_zero  # every level encodes to itself
+    assert g711.pcm_to_alaw(g711.alaw_to_pcm(codes)) == codes

@@ -39,6 +39,7 @@ ULAW_DECODE = _ulaw_levels()
 ALAW_DECODE = _alaw_levels()
 _ULAW_ENCODE = _encoder(ULAW_DECODE)
 _ALAW_ENCODE = _encoder(ALAW_DECODE)
+_ULAW_ENCODE[32768] = 0xFF  # μ-law has two zeros; silence encodes as +0, as G.711 coders do
 
 
 def ulaw_to_pcm(data: bytes) -> bytes:
