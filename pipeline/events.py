@@ -10,8 +10,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from voiceagent.v1 import audio_pb2, converse_pb2
+from voiceagent.v1 import audio_pb2, converse_pb2, tools_pb2
 
+from pipeline.tools.lifecycle import Outcome, ToolCall
+from pipeline.tools.spec import Runs
 from pipeline.turn import State, Turn
 
 ERROR_CODES = {
@@ -20,6 +22,18 @@ ERROR_CODES = {
     "resource_exhausted": converse_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
     "invalid_request": converse_pb2.ERROR_CODE_INVALID_REQUEST,
     "dead_air": converse_pb2.ERROR_CODE_DEAD_AIR,
+    "invalid_tool_result": converse_pb2.ERROR_CODE_INVALID_TOOL_RESULT,
+}
+RUNNERS = {
+    Runs.CLIENT: tools_pb2.TOOL_RUNNER_CLIENT,
+    Runs.WEBHOOK: tools_pb2.TOOL_RUNNER_WEBHOOK,
+    Runs.BUILTIN: tools_pb2.TOOL_RUNNER_BUILTIN,
+}
+OUTCOMES = {
+    Outcome.COMPLETED: tools_pb2.TOOL_OUTCOME_COMPLETED,
+    Outcome.FAILED: tools_pb2.TOOL_OUTCOME_FAILED,
+    Outcome.TIMED_OUT: tools_pb2.TOOL_OUTCOME_TIMED_OUT,
+    Outcome.CANCELLED: tools_pb2.TOOL_OUTCOME_CANCELLED,
 }
 
 Event = converse_pb2.ConverseResponse
@@ -169,6 +183,37 @@ class EventSink:
                     interrupted=turn.interrupted,
                     latency=converse_pb2.TurnLatency(**turn.latency_ms()),
                     agent_audio_ms=round(turn.audio_sent_ms),
+                )
+            )
+        )
+
+    async def tool_call(self, call: ToolCall) -> None:
+        runner = RUNNERS[call.spec.runs] if call.spec else tools_pb2.TOOL_RUNNER_UNSPECIFIED
+        await self.emit(
+            Event(
+                tool_call=tools_pb2.ToolCall(
+                    call_id=call.call_id,
+                    name=call.name,
+                    arguments_json=call.arguments,
+                    turn_index=call.turn_index,
+                    runner=runner,
+                )
+            )
+        )
+
+    async def tool_call_done(self, call: ToolCall) -> None:
+        assert call.outcome is not None
+        await self.emit(
+            Event(
+                tool_call_done=tools_pb2.ToolCallDone(
+                    call_id=call.call_id,
+                    name=call.name,
+                    turn_index=call.turn_index,
+                    outcome=OUTCOMES[call.outcome],
+                    output=call.output,
+                    error=call.error,
+                    reason=call.reason,
+                    duration_ms=call.duration_ms if call.ran else -1,
                 )
             )
         )

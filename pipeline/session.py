@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import KW_ONLY, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat
 from pipeline.conversation import Conversation
@@ -30,8 +30,12 @@ from pipeline.operators.vad import VadOperator
 from pipeline.providers.base import Providers
 from pipeline.recording import CallRecorder
 from pipeline.silero import SileroBatcher
+from pipeline.tools.lifecycle import ResultRejected, ToolCall
+from pipeline.tools.runner import ToolRunner
+from pipeline.tools.spec import ToolOptions
+from pipeline.tools.webhook import WebhookCaller
 from pipeline.turn import State, Turn, now
-from pipeline.vad import VadParams
+from pipeline.vad import VadParams, VadState
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class Recorder(Protocol):
 
     def state_changed(self, state: State) -> None: ...
 
+    def tool_call_done(self, call: ToolCall) -> None: ...
+
 
 @dataclass(frozen=True)
 class SessionOptions:
@@ -53,6 +59,7 @@ class SessionOptions:
     vad: VadParams = VadParams()
     output_lead_ms: float = 300.0
     speak: bool = True  # False: replies are text only (no TTS work, no agent audio)
+    tools: ToolOptions = ToolOptions()
 
 
 class VoiceSession:
@@ -64,24 +71,39 @@ class VoiceSession:
         conversation: Conversation,
         options: SessionOptions,
         recorder: Recorder | None = None,
+        *,
+        webhook: WebhookCaller | None = None,
     ) -> None:
         self.id = session_id
         self.conversation = conversation
         self.events = EventSink()
+        self.tools = ToolRunner(
+            options.tools.specs, self.events, session_id=session_id, webhook=webhook
+        )
+        self.tools.on_late = self._late_result
         if recorder is not None:
             conversation.on_turn_closed = recorder.turn_closed
             self.events.on_state = recorder.state_changed
+            self.tools.on_done = recorder.tool_call_done
         out = options.output_format
         self.output = OutputOperator(
             conversation, self.events, out.sample_rate, lead_ms=options.output_lead_ms
         )
+        self.output.on_closed = self._turn_closed
         self.tts = TtsOperator(
             providers.tts, options.voice, out, events=self.events, downstream=self.output
         )
         self.chat = ChatOperator(
-            providers.chat, conversation, self.events, downstream=self.tts, speak=options.speak
+            providers.chat,
+            conversation,
+            self.events,
+            downstream=self.tts,
+            speak=options.speak,
+            tools=self.tools if options.tools.specs else None,
+            tool_options=options.tools,
         )
         self.stt = SttOperator(providers.stt, self.events, self._open_turn, downstream=self.chat)
+        self.stt.after_item = lambda: self._follow_up(stt_done=True)
         self.vad = (
             VadOperator(
                 batcher,
@@ -103,6 +125,7 @@ class VoiceSession:
         self.last_input_at = time.monotonic()
         self.on_audio_in: Callable[[int], None] | None = None  # observers (metrics): bytes in
         self.audio_tap: CallRecorder | None = None  # a recording, when this stream has one
+        self._background: set[asyncio.Task[None]] = set()  # follow-ups, the agent's hang-up
 
     def idle_s(self, at: float) -> float:
         """How long (at monotonic time `at`) nothing has happened: no input from the client,
@@ -169,9 +192,19 @@ class VoiceSession:
         if turn is None or turn.closed:
             return
         turn.interrupted = True
+        await self.tools.barge_in(turn)  # before the stages: cancellable calls stop with it
         for stage in (self.chat, self.tts, self.output):
             stage.cancel_turn(turn)
         await self.output.complete(turn)
+
+    async def tool_result(self, call_id: str, output: str, error: str) -> None:
+        """A client's answer to one of its tool calls; one that cannot apply is reported as an
+        `invalid_tool_result` error and the session goes on."""
+        self.last_input_at = time.monotonic()
+        try:
+            self.tools.answer(call_id, output, error)
+        except ResultRejected as exc:
+            await self.events.error("invalid_tool_result", str(exc))
 
     async def end_input(self) -> None:
         """No more input: finish pending speech and replies, then end the event stream."""
@@ -187,6 +220,10 @@ class VoiceSession:
     async def close(self, reason: str = "closed") -> None:
         """Stop now (hang-up, client gone, shutdown): every stage is cancelled."""
         self.end_reason = self.end_reason or reason
+        for task in self._background:
+            if task is not asyncio.current_task():
+                task.cancel()
+        await self.tools.aclose()
         if self._supervisor is None:
             self.events.end(State.ENDED)
         elif not self._supervisor.done():
@@ -196,6 +233,43 @@ class VoiceSession:
         if turn is not None and not turn.closed:
             turn.interrupted = True
             self.conversation.close_turn(turn)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=f"{name}:{self.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _late_result(self, call: ToolCall) -> None:
+        self.conversation.add_late_result(call)
+        self._spawn(self._follow_up(), "follow-up")
+
+    async def _turn_closed(self, turn: Turn) -> None:
+        if not turn.interrupted and await self.tools.hangups_heard(turn):
+            self.end_reason = self.end_reason or "agent_hung_up"
+            self._spawn(self._hang_up(), "hang-up")
+            return
+        await self._follow_up()
+
+    async def _hang_up(self) -> None:
+        """end_call: the goodbye's audio is sent; the client plays the last `lead` of it."""
+        await asyncio.sleep(self.output.lead_s)
+        await self.close("agent_hung_up")
+
+    async def _follow_up(self, *, stt_done: bool = False) -> None:
+        """A kept tool result no reply has seen: the agent answers it once the line is free
+        (no reply in flight, the user not speaking or being transcribed)."""
+        if not self.conversation.unanswered or self._input_ended:
+            return
+        live = self.conversation.live
+        if live is not None and not live.closed:
+            return  # that reply's close comes back here
+        if self.vad is not None and self.vad.segmenter.machine.state != VadState.QUIET:
+            return  # the user's turn first; STT's after_item comes back here
+        transcribing = self.stt.working and not stt_done
+        if transcribing or not self.stt.inbox.empty() or self.end_reason:
+            return
+        turn = self.conversation.open_turn("", now())
+        await self.chat.put(TurnStart(turn))
 
     async def _on_speech_start(self) -> None:
         await self.interrupt()

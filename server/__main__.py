@@ -19,6 +19,7 @@ from server.config import Settings
 from server.observe import metrics
 from server.persistence.database import DatabaseUnavailable
 from server.providers import ProviderSetupError
+from server.sessions.tools import ToolSetsError
 
 log = logging.getLogger("server")
 
@@ -37,7 +38,7 @@ async def main() -> None:
         raise SystemExit(2) from None
     try:
         await server.start()
-    except (DatabaseUnavailable, RuntimeError) as exc:  # a port cannot be bound, UnsafeBind
+    except (DatabaseUnavailable, RuntimeError, ToolSetsError) as exc:  # a port, UnsafeBind
         log.error("%s", exc)
         await server.stop()  # whatever did start (the embedded Postgres, say) stops again
         raise SystemExit(2) from None

@@ -204,6 +204,24 @@ class Settings(BaseSettings):
         "text-to-speech with no bytes, a client taking no events) without progress this long: "
         "dead air; 0 = off.",
     )
+    tools_file: FilePath | None = Field(
+        None,
+        description='JSON file of server tool sets: {"tool_sets": {name: [tool, ...]}}; '
+        'the set named "default" applies to sessions that name no set (docs/tools.md).',
+    )
+    tool_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC key signing webhook tool calls; webhook tools need it."
+    )
+    tool_webhook_allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes a session's own webhook tools may call; tool sets from "
+        "TOOLS_FILE may call any URL. Empty: sessions may not declare webhook tools.",
+    )
+    tool_max_steps: int = Field(4, ge=1, le=16, description="Model requests per reply.")
+    tool_filler_after_s: float = Field(
+        0.0, ge=0, description="Say TOOL_FILLER_TEXT when tools take longer; 0 = never."
+    )
+    tool_filler_text: str = Field("One moment.", min_length=1, max_length=200)
     dead_air_recovery_text: str = Field(
         "",
         max_length=500,

@@ -32,6 +32,17 @@ class SessionPage(BaseModel):
     next_page_token: str = Field("", description="Pass as page_token for the next page.")
 
 
+class StoredToolCall(BaseModel):
+    call_id: str
+    name: str
+    arguments: str = Field(description="The arguments the model gave, as JSON text.")
+    outcome: Literal["completed", "failed", "timed_out", "cancelled"]
+    output: str = Field("", description="completed: the result given to the model.")
+    error: str = Field("", description="failed / timed_out: what went wrong.")
+    reason: str = Field("", description="cancelled: why (for example 'barge-in').")
+    duration_ms: int = Field(description="Running time; -1 if it never ran.")
+
+
 class StoredTurn(BaseModel):
     turn_index: int = Field(examples=[1])
     role: Literal["user", "agent"]
@@ -43,6 +54,9 @@ class StoredTurn(BaseModel):
     audio_ms: int = 0
     latency: Latency | None = None
     created_at: datetime
+    tool_calls: list[StoredToolCall] = Field(
+        default_factory=list, description="Agent: this reply's tool calls, in order."
+    )
 
 
 class TurnPage(BaseModel):
