@@ -3,12 +3,16 @@ parsed into the SDK's typed GA models: spoken, manual and text turns, barge-in, 
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import numpy as np
 
 from server.realtime import g711
+from testing.fakes.chat_script import ScriptedCall, ScriptedReply
 from testing.realtime_client import Realtime, client
 from testing.speech import speech_pcm
+from testing.tools import WEATHER_SCHEMA
 
 
 async def test_spoken_turn_with_server_vad(agent, fake_openai):
@@ -176,3 +180,44 @@ def test_g711_tables_match_the_standard():
     plus_zero = codes[:0x7F] + b"\xff" + codes[0x80:]  # -0 (0x7F) and +0 (0xFF): silence is +0
     assert g711.pcm_to_ulaw(g711.ulaw_to_pcm(codes)) == plus_zero  # every level encodes to itself
     assert g711.pcm_to_alaw(g711.alaw_to_pcm(codes)) == codes
+
+
+async def test_tool_round_trip(agent, fake_openai):
+    fake_openai.chat_replies.extend([
+        ScriptedReply(tool_calls=[ScriptedCall("get_weather", {"city": "Paris"})]),
+        "It is sunny in Paris.",
+    ])  # fmt: skip
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        await rt.send(type="session.update", session={"type": "realtime", "tools": [
+            {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+             "parameters": WEATHER_SCHEMA}], "tool_choice": "auto"})  # fmt: skip
+        assert (await rt.next("session.updated")).session.tools[0].name == "get_weather"
+        await rt.send(type="conversation.item.create", item={"type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": "Weather in Paris?"}]})  # fmt: skip
+        await rt.send(type="response.create")
+        call = await rt.next("response.function_call_arguments.done")
+        assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+        first = await rt.next("response.done")
+        assert first.response.status == "completed"
+        assert [(i.type, i.call_id) for i in first.response.output] == [
+            ("function_call", call.call_id)
+        ]
+        await rt.send(
+            type="conversation.item.create",
+            item={
+                "type": "function_call_output",
+                "call_id": call.call_id,
+                "output": '{"sky": "sunny"}',
+            },
+        )
+        added = await rt.next("conversation.item.added")
+        assert added.item.type == "function_call_output"
+        await rt.send(type="response.create")
+        second = await rt.next("response.done")
+        assert second.response.id != first.response.id and second.response.status == "completed"
+        assert second.response.output[0].content[0].transcript == "It is sunny in Paris."
+    messages = chat_messages(fake_openai)
+    result = [m for m in messages if m["role"] == "tool"]
+    assert result == [{"role": "tool", "tool_call_id": call.call_id, "content": '{"sky": "sunny"}'}]

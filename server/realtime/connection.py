@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastapi import WebSocket
-from voiceagent.v1 import converse_pb2
+from voiceagent.v1 import converse_pb2, tools_pb2
 
 from pipeline.session import VoiceSession
+from pipeline.tools.spec import Runs, ToolSpec
 from pipeline.turn import Turn
-from server.realtime import errors
+from server.realtime import errors, tools
 from server.realtime.config import SessionConfig
 from server.realtime.formats import InputConverter, OutputConverter
 from server.realtime.items import Item, Items, new_id
@@ -50,6 +51,10 @@ class Connection:
     responses: dict[int, Response] = field(default_factory=dict)  # by turn index
     next_response: dict = field(default_factory=dict)  # response.create's overrides
     heard: list[Heard] = field(default_factory=list)
+    waiting: dict[str, int] = field(default_factory=dict)  # client tool call id -> turn index
+    outputs: dict[str, str] = field(default_factory=dict)  # answered, sent on response.create
+    tool_turns: set[int] = field(default_factory=set)  # turns whose response ended at calls
+    turn_audio_ms: dict[int, float] = field(default_factory=dict)  # agent audio sent per turn
     speech_item_id: str = ""  # the item id announced by speech_started
     pending_user: list[str] = field(default_factory=list)  # user text since the last response
     input_buffer: bytearray = field(default_factory=bytearray)  # manual mode: uncommitted audio
@@ -57,6 +62,7 @@ class Connection:
     gone: bool = False
     on_response_done: Callable[[], None] | None = None  # the idle timer hooks in here
     on_speech: Callable[[], None] | None = None
+    server_tools: tuple[ToolSpec, ...] = ()  # the server's tool sets for this session
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -88,6 +94,10 @@ class Connection:
     def active(self) -> Response | None:
         return next(iter(self.responses.values()), None)
 
+    def owns(self, item: Item) -> Response | None:
+        """The in-progress response that `item` is part of, if any."""
+        return next((r for r in self.responses.values() if item in r.output), None)
+
     # -- the session's events ---------------------------------------------------------------
     async def pump(self) -> None:
         """Translate the session's events until its stream ends."""
@@ -112,11 +122,14 @@ class Connection:
             )
         if kind == "agent_text_delta":
             response, out = self.response_for(body.turn_index)
-            return [*out, response.text_delta(body.text)]
+            return self.sync(response, out + response.text_delta(body.text))
         if kind == "agent_audio":
             response, out = self.response_for(body.turn_index)
-            delta = response.audio_delta(body.audio, body.offset_ms + len(body.audio) / 48)
-            return [*out, delta] if delta else out
+            sent = body.offset_ms + len(body.audio) / 48  # 24 kHz int16: 48 bytes a millisecond
+            self.turn_audio_ms[body.turn_index] = sent
+            return self.sync(response, out + response.audio_delta(body.audio, sent))
+        if kind == "tool_call":
+            return self.tool_call(body)
         if kind == "interrupted":
             cut = self.responses.get(body.turn_index)
             if cut is not None and not cut.cancel_reason:
@@ -195,46 +208,93 @@ class Connection:
         overrides, self.next_response = self.next_response, {}
         modalities = overrides.get("output_modalities", self.config.output_modalities)
         fmt = overrides.get("output_format", self.config.output_format)
-        kind = "audio" if "audio" in modalities else "text"
-        item = Item(new_id("item"), "message", "assistant", kind, status="in_progress")
+        response = Response(
+            turn_index,
+            tuple(modalities),
+            OutputConverter(fmt),
+            previous_item_id=self.items.order[-1].id if self.items.order else None,
+            audio_offset_ms=self.turn_audio_ms.get(turn_index, 0.0),
+            restore=overrides.get("restore", {}),
+        )
         live = self.session.conversation.live
-        item.turn = live if live is not None and live.index == turn_index else None
-        previous = self.items.order[-1].id if self.items.order else None
-        self.items.add(item)
-        response = Response(turn_index, item, tuple(modalities), OutputConverter(fmt),
-                            restore=overrides.get("restore", {}))  # fmt: skip
+        response.turn = live if live is not None and live.index == turn_index else None
         self.responses[turn_index] = response
-        return response, response.started(previous)
+        return response, response.started()
 
-    def completed(self, done: converse_pb2.TurnCompleted) -> list[dict]:
-        response, out = self.response_for(done.turn_index)
-        del self.responses[done.turn_index]
-        item = response.item
-        said = done.agent_text
-        if said:
-            self.items.adopt(item, "assistant", said)
-        truncate_ms = item.truncate_ms
+    def sync(self, response: Response, out: list[dict]) -> list[dict]:
+        """The response's new output items join the conversation's items."""
+        for item in response.output:
+            if item not in self.items.order:
+                item.turn = response.turn
+                self.items.add(item)
+        return out
+
+    def tool_call(self, body: tools_pb2.ToolCall) -> list[dict]:
+        """The model called a client tool: a function_call item; once the step's calls are all
+        out, the response is done and the client answers (function_call_output, then
+        response.create). Server-run tools (webhooks, built-ins) stay inside the reply."""
+        if body.runner != tools_pb2.TOOL_RUNNER_CLIENT:
+            return []
+        response, out = self.response_for(body.turn_index)
+        out += response.function_call(body.call_id, body.name, body.arguments_json)
+        self.sync(response, out)
+        self.waiting[body.call_id] = body.turn_index
+        turn = response.turn
+        expected = 1
+        if turn is not None and turn.steps:
+            expected = sum(1 for c in turn.steps[-1].calls if c.spec and c.spec.runs == Runs.CLIENT)
+        if response.calls >= expected:
+            del self.responses[body.turn_index]
+            self.tool_turns.add(body.turn_index)
+            out += self.finish(response)
+        return out
+
+    def finish(self, response: Response) -> list[dict]:
         for name, value in response.restore.items():
             setattr_path(self.session, name, value)
         words = sum(len(m.content.split()) for m in self.session.conversation.messages())
-        out += response.finished(self.items.previous_id(item), words)
-        if truncate_ms is not None:  # truncated before its turn closed here
-            self.items.truncate(item, truncate_ms)
+        out = response.finished(words)
         if self.limits:
             out.append({"type": "rate_limits.updated", "rate_limits": self.limits})
-        if self.on_response_done is not None:
+        if self.on_response_done is not None and not self.responses:
             self.on_response_done()
         return out
 
+    def completed(self, done: converse_pb2.TurnCompleted) -> list[dict]:
+        self.turn_audio_ms.pop(done.turn_index, None)
+        if done.turn_index not in self.responses and done.turn_index in self.tool_turns:
+            self.tool_turns.discard(done.turn_index)
+            return []  # ended while the client held its tool calls: nothing more to say
+        self.tool_turns.discard(done.turn_index)
+        response, out = self.response_for(done.turn_index)
+        del self.responses[done.turn_index]
+        out += self.finish(response)
+        item = response.message
+        if item is not None:
+            for text in (done.agent_text, response.transcript.strip()):
+                if text and item.message is None:
+                    self.items.adopt(item, "assistant", text)
+            if item.truncate_ms is not None:  # truncated before its turn closed here
+                self.items.truncate(item, item.truncate_ms)
+        return out
+
     async def start_response(self, overrides: dict) -> None:
-        """A reply now, to the conversation as it stands (what response.create asks for)."""
+        """A reply now, to the conversation as it stands (what response.create asks for); with
+        function call outputs given, the reply that called them goes on instead."""
+        continued = tools.answered_turn(self)
+        if continued is not None:
+            self.next_response = overrides
+            response, started = self.response_for(continued)
+            await self.send(*started)
+            await tools.submit(self)
+            return
         user_text = " ".join(self.pending_user)
         self.pending_user.clear()
         self.next_response = overrides
         turn: Turn = await self.session.respond()
         turn.user_text = user_text  # its stored turn keeps what it answers (history has it)
         response, started = self.response_for(turn.index)
-        response.item.turn = turn
+        response.turn = turn
         await self.send(*started)
 
 

@@ -172,7 +172,7 @@ async def item_create(conn: Connection, event: dict) -> None:
         return
     conn.items.remember(item, role, item.text or "")
     if role == "user":
-        conn.pending_user.append(item.text)
+        conn.pending_user.append(item.text or "")
     await conn.send(
         {"type": "conversation.item.done", "previous_item_id": last, "item": item.wire()}
     )
@@ -215,8 +215,7 @@ async def item_retrieve(conn: Connection, event: dict) -> None:
 async def item_delete(conn: Connection, event: dict) -> None:
     _fields(event, {"item_id"})
     item = _item(conn, event.get("item_id"))
-    active = conn.active
-    if active is not None and active.item is item:
+    if conn.owns(item) is not None:
         raise Problem("that item's response is in progress; cancel it first",
                       "item_in_progress", "item_id")  # fmt: skip
     conn.items.delete(item)
@@ -238,7 +237,7 @@ async def item_truncate(conn: Connection, event: dict) -> None:
     if end > item.audio_ms + 1:
         raise Problem(f"audio_end_ms {end} is after the end of the item's audio "
                       f"({item.audio_ms:.0f} ms)", param="audio_end_ms")  # fmt: skip
-    if any(r.item is item for r in conn.responses.values()):
+    if conn.owns(item) is not None or (item.turn is not None and not item.turn.closed):
         item.truncate_ms = end  # applied when its turn closes (the cut is on its way)
         await conn.session.interrupt()
     else:

@@ -32,6 +32,7 @@ class Item:
     message: ChatMessage | None = None  # the history entry this item is, if any
     turn: Turn | None = None  # an assistant item's turn (its audio timeline, for truncation)
     audio_ms: float = 0.0  # audio sent for an assistant item
+    audio_offset_ms: float = 0.0  # where its audio starts in its turn's audio
     call_id: str = ""
     name: str = ""
     arguments: str = ""
@@ -114,8 +115,9 @@ class Items:
         else:
             played = Turn(turn.index, turn.user_text, turn.speech_end_at,
                           agent_text=turn.agent_text, sentences=turn.sentences,
-                          audio_sent_ms=float(audio_end_ms), interrupted=True)  # fmt: skip
-            text = played.spoken_text()
+                          audio_sent_ms=item.audio_offset_ms + audio_end_ms,
+                          interrupted=True)  # fmt: skip
+            text = played.spoken_text()[len(_said_before(turn, item.audio_offset_ms)) :].strip()
         item.text = text
         item.audio_ms = min(item.audio_ms, float(audio_end_ms))
         self._replace(item, ChatMessage("assistant", text) if text else None)
@@ -130,3 +132,12 @@ class Items:
             else:
                 history[index] = message
         item.message = message if index is not None else None
+
+
+def _said_before(turn: Turn, offset_ms: float) -> str:
+    """The words of `turn` whose audio ended before `offset_ms` (an earlier response's)."""
+    if offset_ms <= 0:
+        return ""
+    earlier = Turn(turn.index, turn.user_text, turn.speech_end_at, agent_text=turn.agent_text,
+                   sentences=turn.sentences, audio_sent_ms=offset_ms, interrupted=True)  # fmt: skip
+    return earlier.spoken_text()

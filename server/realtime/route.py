@@ -67,6 +67,7 @@ async def realtime_socket(
             conn = Connection(
                 websocket, session, opened.record, core.opener.store, config,
                 Items.from_history(session.conversation),
+                server_tools=opened.options.tools.specs,
                 limits=[{"name": "requests", "limit": limits.starts_per_minute,
                          "remaining": limits.starts_per_minute, "reset_seconds": 60.0}],
             )  # fmt: skip
