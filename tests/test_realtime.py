@@ -4,10 +4,13 @@ parsed into the SDK's typed GA models: spoken, manual and text turns, barge-in, 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 
+from server.auth import keys
+from server.persistence.database import Database
 from server.realtime import g711
 from testing.fakes.chat_script import ScriptedCall, ScriptedReply
 from testing.realtime_client import Realtime, client
@@ -221,3 +224,117 @@ async def test_tool_round_trip(agent, fake_openai):
     messages = chat_messages(fake_openai)
     result = [m for m in messages if m["role"] == "tool"]
     assert result == [{"role": "tool", "tool_call_id": call.call_id, "content": '{"sky": "sunny"}'}]
+
+
+async def test_bad_events_get_errors_and_the_socket_stays_open(agent, fake_openai):
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+
+        async def refused(**event) -> object:
+            await rt.send(event_id="evt_bad", **event)
+            error = (await rt.next("error")).error
+            assert error.event_id == "evt_bad" and error.type == "invalid_request_error"
+            return error
+
+        error = await refused(type="session.teleport")
+        assert error.param == "type" and "session.teleport" in error.message
+        error = await refused(type="input_audio_buffer.append", audio="not base64!")
+        assert error.param == "audio"
+        error = await refused(type="input_audio_buffer.commit")  # server_vad commits itself
+        assert error.param == "turn_detection"
+        error = await refused(type="conversation.item.retrieve", item_id="item_nope")
+        assert error.code == "item_not_found"
+        error = await refused(type="response.cancel")
+        assert error.code == "response_cancel_not_active"
+        error = await refused(type="output_audio_buffer.clear")
+        assert error.code == "unsupported_event"
+        error = await refused(type="conversation.item.truncate", item_id="item_nope", colour=1)
+        assert error.code == "unknown_parameter" and error.param == "colour"
+        error = await refused(
+            type="session.update", session={"turn_detection": {"type": "semantic_vad"}}
+        )
+        assert error.code == "unknown_parameter" and error.param == "session.turn_detection"
+        # A partly supported update applies what it can and names the rest.
+        await rt.send(type="session.update", event_id="evt_partly", session={
+            "type": "realtime", "instructions": "Be brief.", "prompt": {"id": "pmpt_1"},
+            "audio": {"input": {"noise_reduction": {"type": "near_field"}}}})  # fmt: skip
+        named = {(await rt.next("error")).error.param for _ in range(2)}
+        assert named == {"session.prompt", "session.audio.input.noise_reduction"}
+        assert (await rt.next("session.updated")).session.instructions == "Be brief."
+        await rt.send(type="conversation.item.create", item={"type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": "Still there?"}]})  # fmt: skip
+        await rt.send(type="response.create")
+        assert (await rt.next("response.done")).response.status == "completed"
+
+
+async def test_a_realtime_session_is_stored_listed_and_resumable(agent, fake_openai):
+    async def text_turn(rt: Realtime, text: str) -> None:
+        await rt.send(type="conversation.item.create", item={"type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": text}]})  # fmt: skip
+        await rt.send(type="response.create", response={"output_modalities": ["text"]})
+        assert (await rt.next("response.done")).response.status == "completed"
+
+    sdk = client(agent.http_url)
+    async with sdk.realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        session_id = (await rt.next("session.created")).session.id
+        await text_turn(rt, "A large pizza")
+    resume = {"session_id": session_id}  # our extension: continue a stored session
+    async with sdk.realtime.connect(model="gpt-realtime", extra_query=resume) as connection:
+        rt = Realtime(connection)
+        assert (await rt.next("session.created")).session.id == session_id
+        await text_turn(rt, "And a lemonade")
+    assert [m["content"] for m in chat_messages(fake_openai)[1:]] == [
+        "A large pizza", "You said: A large pizza.", "And a lemonade"]  # fmt: skip
+    async with httpx.AsyncClient(base_url=agent.http_url) as http:
+        listed = (await http.get("/sessions")).json()["sessions"]
+        stored = (await http.get(f"/sessions/{session_id}")).json()
+    assert session_id in [s["session_id"] for s in listed] and stored["turn_count"] == 2
+    async with sdk.realtime.connect(model="m", extra_query={"session_id": "nope"}) as connection:
+        error = (await Realtime(connection).next("error")).error
+        assert error.code == "invalid_value" and "not a UUID" in error.message
+
+
+async def test_keys_rule_the_realtime_socket(start_server, database_url):
+    db = await Database.open(database_url, Path("."), pool_size=1)
+    try:
+        acme = (await keys.create(db.pool, "acme"))[0]
+    finally:
+        await db.close()
+    agent = await start_server()
+    async with client(agent.http_url, "vak_wrong").realtime.connect(model="m") as connection:
+        error = (await Realtime(connection).next("error")).error
+        assert error.code == "invalid_api_key"
+    async with client(agent.http_url, acme).realtime.connect(model="m") as connection:
+        session_id = (await Realtime(connection).next("session.created")).session.id
+    async with httpx.AsyncClient(base_url=agent.http_url) as http:
+        mine = await http.get(
+            f"/sessions/{session_id}", headers={"Authorization": f"Bearer {acme}"}
+        )
+        anonymous = await http.get(f"/sessions/{session_id}")
+    assert mine.status_code == 200 and anonymous.status_code == 401
+
+
+async def test_offline_spoken_turn_without_a_key(start_server):
+    server = await start_server(
+        fake=None, stt_provider="local", chat_provider="local", tts_provider="local",
+        local_chat_max_sentences=1, local_tts_rate_wpm=350,
+    )  # fmt: skip
+    async with client(server.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        await rt.send(
+            type="session.update",
+            session={
+                "type": "realtime",
+                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
+            },
+        )
+        await rt.next("session.updated")
+        await rt.append_audio(speech_pcm("I want to order a large pepperoni pizza", 24_000))
+        heard = await rt.next("conversation.item.input_audio_transcription.completed")
+        done = await rt.next("response.done")
+    assert "pizza" in heard.transcript.lower()
+    assert done.response.status == "completed" and done.response.output[0].content[0].transcript
+    assert len(rt.audio()) / 2 / 24_000 > 0.5  # the local voice spoke the reply

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pipeline.providers.base import ChatMessage, ProviderError
+from pipeline.providers.base import ChatMessage, ChatTools, ProviderError
 from pipeline.providers.workers import WorkerPool
 
 if TYPE_CHECKING:  # llama_cpp itself is imported only when a model is loaded
@@ -142,7 +142,10 @@ class LocalChat:
         # A 135M model often ignores "be brief": stop it after this many sentences (0 = never).
         self.max_sentences = max_sentences
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], tools: ChatTools | None = None
+    ) -> AsyncIterator[str]:
+        """The reply as text pieces; the local model is offered no tools (`tools` is ignored)."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[Any] = asyncio.Queue()  # bounded by max_tokens
         stop = threading.Event()
