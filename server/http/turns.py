@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException
 from voiceagent.v1 import converse_pb2
 
-from pipeline.events import OUTCOMES
+from pipeline.events import OUTCOME_NAMES
 from pipeline.session import VoiceSession
 from pipeline.tools.spec import Runs
 from server.auth.caller import Caller
@@ -30,7 +30,6 @@ from server.sessions.opener import SessionOpener
 from server.sessions.tools import tools_fields
 
 Push = Callable[[VoiceSession], Awaitable[None]]
-OUTCOME_NAMES = {number: outcome.value for outcome, number in OUTCOMES.items()}
 
 
 @dataclass
