@@ -35,6 +35,7 @@ OUTCOMES = {
     Outcome.TIMED_OUT: tools_pb2.TOOL_OUTCOME_TIMED_OUT,
     Outcome.CANCELLED: tools_pb2.TOOL_OUTCOME_CANCELLED,
 }
+OUTCOME_NAMES = {number: outcome.value for outcome, number in OUTCOMES.items()}
 
 Event = converse_pb2.ConverseResponse
 

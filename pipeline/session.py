@@ -197,6 +197,13 @@ class VoiceSession:
             stage.cancel_turn(turn)
         await self.output.complete(turn)
 
+    def set_tools(self, options: ToolOptions) -> None:
+        """New tools for the replies from now on (a reply in flight keeps what it was offered;
+        calls already made keep their own declarations)."""
+        self.tools.specs = {s.name: s for s in options.specs}
+        self.chat.tools = self.tools if options.specs else None
+        self.chat.tool_options = options
+
     async def tool_result(self, call_id: str, output: str, error: str) -> None:
         """A client's answer to one of its tool calls; one that cannot apply is reported as an
         `invalid_tool_result` error and the session goes on."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from voiceagent.v1 import converse_pb2, sessions_pb2, tools_pb2
 
 from testing.converse_client import Conversation, config, text
@@ -64,6 +66,9 @@ async def test_client_tool_round_trip(agent, fake_openai):
     ]
     assert json.loads(stored.tool_calls[0].arguments_json) == {"city": "Paris"}
     assert stored.tool_calls[0].duration_ms >= 0
+    async with httpx.AsyncClient(base_url=agent.http_url) as http:
+        exposed = (await http.get("/metrics")).text
+    assert 'voiceagent_tool_calls_total{outcome="completed"}' in exposed
 
 
 async def test_parallel_calls_run_together_and_results_go_back_in_order(agent, fake_openai):

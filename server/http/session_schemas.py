@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from server.http.schemas import SESSION_ID, Latency
+from server.http.schemas import SESSION_ID, Latency, StoredToolCall
 
 
 class SessionOut(BaseModel):
@@ -30,17 +30,6 @@ class SessionOut(BaseModel):
 class SessionPage(BaseModel):
     sessions: list[SessionOut] = Field(description="Newest first.")
     next_page_token: str = Field("", description="Pass as page_token for the next page.")
-
-
-class StoredToolCall(BaseModel):
-    call_id: str
-    name: str
-    arguments: str = Field(description="The arguments the model gave, as JSON text.")
-    outcome: Literal["completed", "failed", "timed_out", "cancelled"]
-    output: str = Field("", description="completed: the result given to the model.")
-    error: str = Field("", description="failed / timed_out: what went wrong.")
-    reason: str = Field("", description="cancelled: why (for example 'barge-in').")
-    duration_ms: int = Field(description="Running time; -1 if it never ran.")
 
 
 class StoredTurn(BaseModel):

@@ -15,11 +15,10 @@ from server.auth.caller import READ
 from server.auth.http import CallerDep
 from server.http.deps import CoreDep
 from server.http.errors import ERROR_RESPONSES
-from server.http.schemas import NO_NUL, Latency, no_nul
+from server.http.schemas import NO_NUL, Latency, StoredToolCall, no_nul
 from server.http.session_schemas import (
     SessionOut,
     SessionPage,
-    StoredToolCall,
     StoredTurn,
     TurnPage,
 )

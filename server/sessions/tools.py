@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from pipeline.tools.lifecycle import ResultRejected, parse_result
 from pipeline.tools.spec import (
     Runs,
     ToolOptions,
@@ -25,6 +26,7 @@ from pipeline.tools.spec import (
 )
 from pipeline.tools.webhook import WebhookCaller
 from server.config import Settings
+from server.sessions import checks
 from server.sessions.errors import Kind, RequestError
 
 DEFAULT_SET = "default"
@@ -125,3 +127,31 @@ def parse_declared(raw: object) -> tuple[ToolSpec, ...]:
         return parse_tools(raw)
     except ToolSpecError as exc:
         raise RequestError(str(exc), Kind.INVALID) from None
+
+
+def tool_result_fields(body: dict) -> tuple[str, str, str]:
+    """A JSON `tool_result` message (WebSocket, WebRTC data channel) -> (call_id, output,
+    error): `output` a string or any JSON value, or `error` a string; exactly one."""
+    call_id = body.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise RequestError('tool_result needs "call_id", a string', Kind.INVALID)
+    try:
+        output, error = parse_result(body.get("output"), body.get("error"))
+    except ResultRejected as exc:
+        raise RequestError(f"tool_result: {exc}", Kind.INVALID) from None
+    checks.bounded_text(output, "tool_result.output", checks.MAX_TOOL_RESULT_CHARS)
+    checks.bounded_text(error, "tool_result.error", checks.MAX_TEXT_CHARS)
+    checks.bounded_text(call_id, "tool_result.call_id", checks.MAX_NAME_CHARS)
+    return call_id, output, error
+
+
+def tools_fields(body: dict) -> tuple[tuple[ToolSpec, ...], tuple[str, ...], str]:
+    """A JSON `tools` message or offer: (declared tools, tool set names, tool_choice)."""
+    tools = parse_declared(body.get("tools", []))
+    sets = body.get("tool_sets", [])
+    if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
+        raise RequestError("tool_sets must be a list of tool set names", Kind.INVALID)
+    choice = body.get("tool_choice", "")
+    if not isinstance(choice, str):
+        raise RequestError('tool_choice must be "auto", "none", "required" or a tool name')
+    return tools, tuple(sets), choice
