@@ -59,7 +59,7 @@ async def session_update(conn: Connection, event: dict) -> None:
         session.conversation.instructions = new.instructions
         conn.store.instructions_changed(conn.record, new.instructions)
     if new.voice != old.voice:
-        session.tts.voice = new.voice
+        session.tts.voice = None if new.voice == "default" else new.voice
     session.chat.speak = new.speaks
     if new.input_format != old.input_format:
         conn.converter = InputConverter(new.input_format)
