@@ -338,3 +338,48 @@ async def test_offline_spoken_turn_without_a_key(start_server):
     assert "pizza" in heard.transcript.lower()
     assert done.response.status == "completed" and done.response.output[0].content[0].transcript
     assert len(rt.audio()) / 2 / 24_000 > 0.5  # the local voice spoke the reply
+
+
+async def test_idle_timeout_prompts_a_response(agent, fake_openai):
+    fake_openai.chat_replies.extend(["Hello!", "Are you still there?"])
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        await rt.send(type="session.update", session={"type": "realtime", "output_modalities": ["text"],
+            "audio": {"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000,
+                                                   "create_response": False}}}})  # fmt: skip
+        vad = (await rt.next("session.updated")).session.audio.input.turn_detection
+        assert vad.idle_timeout_ms == 5000 and vad.create_response is False
+        await rt.send(type="response.create")
+        assert (await rt.next("response.done")).response.output[0].content[0].text == "Hello!"
+        timeout = await rt.next("input_audio_buffer.timeout_triggered")
+        assert timeout.audio_end_ms >= timeout.audio_start_ms
+        prompted = await rt.next("response.done")
+        assert prompted.response.output[0].content[0].text == "Are you still there?"
+
+
+async def test_server_vad_without_auto_response_or_interruption(agent, fake_openai):
+    fake_openai.tts_ms_per_char = 40.0  # a reply long enough to talk over
+    fake_openai.chat_replies.append("We have small, medium and large pizzas, all freshly made.")
+    fake_openai.transcripts.extend(["What sizes", "Hmm"])
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        await rt.send(type="session.update", session={"type": "realtime", "audio": {"input": {
+            "transcription": {"model": "whisper-1"},
+            "turn_detection": {"type": "server_vad", "create_response": False,
+                               "interrupt_response": False}}}})  # fmt: skip
+        await rt.next("session.updated")
+        await rt.append_audio(speech_pcm("What sizes", 24_000))
+        heard = await rt.next("conversation.item.input_audio_transcription.completed")
+        assert heard.transcript == "What sizes" and not rt.of("response.created")
+        await rt.send(type="response.create")
+        await rt.next("response.output_audio.delta")
+        await rt.append_audio(speech_pcm("Hmm", 24_000))  # talking over the reply...
+        await rt.next("input_audio_buffer.speech_started")
+        done = await rt.next("response.done")
+        assert done.response.status == "completed"  # ...does not cut it
+        kind = "conversation.item.input_audio_transcription.completed"
+        second = rt.of(kind)[1:] or [await rt.next(kind)]  # it may have come during the reply
+        assert second[0].transcript == "Hmm"
+    assert chat_messages(fake_openai)[-1] == {"role": "user", "content": "What sizes"}
