@@ -383,3 +383,15 @@ async def test_server_vad_without_auto_response_or_interruption(agent, fake_open
         second = rt.of(kind)[1:] or [await rt.next(kind)]  # it may have come during the reply
         assert second[0].transcript == "Hmm"
     assert chat_messages(fake_openai)[-1] == {"role": "user", "content": "What sizes"}
+
+
+async def test_an_idle_session_is_told_why_it_ends(start_server):
+    agent = await start_server(session_idle_timeout_s=1.0)
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        session_id = (await rt.next("session.created")).session.id
+        error = (await rt.next("error")).error  # nothing said or sent for a second
+        assert error.code == "session_idle" and "session_id" in error.message
+    async with httpx.AsyncClient(base_url=agent.http_url) as http:
+        stored = (await http.get(f"/sessions/{session_id}")).json()
+    assert stored["ended_at"] is None  # idle is resumable

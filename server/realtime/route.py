@@ -27,6 +27,7 @@ from server.realtime.handlers import HANDLERS
 from server.realtime.items import Items, new_id
 from server.realtime.turn_detection import IdleTimer, from_params
 from server.sessions import ids
+from server.sessions.ending import EndReason
 from server.sessions.errors import Kind, RequestError
 from server.sessions.opener import SessionRequest
 
@@ -90,12 +91,32 @@ async def serve(conn: Connection) -> None:
     try:
         await conn.pump()
         if not conn.gone:
-            with contextlib.suppress(Exception):
-                await conn.websocket.close(1000, "session ended")
+            await _closing(conn)
     finally:
         timer.cancel()
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
+
+
+# Why the server ended a session, told in an `error` event before the close frame.
+ENDINGS = {
+    EndReason.IDLE: ("session_idle", "no input and no agent activity for too long; reconnect "
+                     "with ?session_id= to continue"),
+    EndReason.MAX_DURATION: ("session_expired", "maximum session duration reached"),
+    EndReason.SHUTDOWN: ("server_shutdown", "server restarting; reconnect with ?session_id= "
+                         "to continue"),
+    EndReason.HANG_UP: ("session_ended", "the session was ended"),
+    EndReason.AGENT_HUNG_UP: ("session_ended", "the agent ended the call"),
+}  # fmt: skip
+
+
+async def _closing(conn: Connection) -> None:
+    end = EndReason.of(conn.session.end_reason)
+    code, message = ENDINGS.get(end, ("session_ended", "session ended"))
+    if end in ENDINGS:
+        await conn.problem(errors.Problem(message, code, kind=errors.SERVER))
+    with contextlib.suppress(Exception):
+        await conn.websocket.close(1012 if end == EndReason.SHUTDOWN else 1000, code)
 
 
 async def read(conn: Connection) -> None:
