@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import httpx
-
 from voiceagent.v1 import converse_pb2, sessions_pb2, tools_pb2
 
 from testing.converse_client import Conversation, config, text
