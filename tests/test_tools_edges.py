@@ -43,6 +43,8 @@ async def test_websocket_client_tool_round_trip(agent, fake_openai):
         assert call["name"] == "get_weather" and json.loads(call["arguments_json"]) == {
             "city": "Kyiv"
         }
+        await socket.send('{"type": "tool_result", "call_id": ')  # not JSON
+        assert "invalid JSON" in (await next_of(socket, "error"))["message"]
         await socket.send(json.dumps({"type": "tool_result", "call_id": call["call_id"]}))
         assert "exactly one of output or error" in (await next_of(socket, "error"))["message"]
         await socket.send(json.dumps({"type": "tool_result", "call_id": call["call_id"],
