@@ -43,6 +43,8 @@ async def test_websocket_client_tool_round_trip(agent, fake_openai):
         assert call["name"] == "get_weather" and json.loads(call["arguments_json"]) == {
             "city": "Kyiv"
         }
+        await socket.send('{"type": "tool_result", "call_id": ')  # not JSON
+        assert "invalid JSON" in (await next_of(socket, "error"))["message"]
         await socket.send(json.dumps({"type": "tool_result", "call_id": call["call_id"]}))
         assert "exactly one of output or error" in (await next_of(socket, "error"))["message"]
         await socket.send(json.dumps({"type": "tool_result", "call_id": call["call_id"],
@@ -66,7 +68,13 @@ async def test_webhook_tool_is_signed_and_its_reply_used(start_server, fake_open
             sid = (await http.post("/conversation/start", json={"customer_id": "c1"})).json()
             body = {"session_id": sid["session_id"], "text": "Book 8pm", "tools": [tool]}
             reply = await http.post("/conversation/process", json=body)
-        assert reply.status_code == 200, reply.text
+            assert reply.status_code == 200, reply.text
+            await agent.server.writer.flush()
+            turns = (await http.get(f"/sessions/{sid['session_id']}/turns")).json()["turns"]
+        [stored] = [c for t in turns for c in t["tool_calls"]]
+        assert (stored["name"], stored["outcome"], json.loads(stored["arguments"])) == (
+            "book", "completed", {"time": "8pm"},
+        )  # fmt: skip
         out = reply.json()
         assert out["agent_response"] == "Table 7 is yours."
         [call] = out["tool_calls"]

@@ -15,7 +15,8 @@ from testing.tools import END_CALL, chat_histories, result, weather_tool
 COMPLETED = tools_pb2.TOOL_OUTCOME_COMPLETED
 
 
-async def test_client_tool_round_trip(agent, fake_openai):
+async def test_client_tool_round_trip(start_server, fake_openai):
+    agent = await start_server()
     fake_openai.chat_replies.extend(
         [
             ScriptedReply("Let me check.", [ScriptedCall("get_weather", {"city": "Paris"})]),
@@ -68,6 +69,22 @@ async def test_client_tool_round_trip(agent, fake_openai):
     async with httpx.AsyncClient(base_url=agent.http_url) as http:
         exposed = (await http.get("/metrics")).text
     assert 'voiceagent_tool_calls_total{outcome="completed"}' in exposed
+    # Resumed (from the database, by a fresh server): the call and its result are history.
+    await agent.server.stop()
+    again = await start_server()
+    convo = Conversation(again.stub, config(input_rate=None, session_id=session_id))
+    convo.send(text("And tomorrow?"))
+    await convo.until("turn_completed")
+    history = chat_histories(fake_openai)[-1]
+    assert [m["role"] for m in history[-5:]] == ["user", "assistant", "tool", "assistant", "user"]
+    assert history[-4]["tool_calls"][0]["id"] == call.call_id
+    assert history[-3] == {
+        "role": "tool",
+        "content": '{"sky": "sunny"}',
+        "tool_call_id": call.call_id,
+    }
+    convo.close_input()
+    await convo.rest()
 
 
 async def test_parallel_calls_run_together_and_results_go_back_in_order(agent, fake_openai):
