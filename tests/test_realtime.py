@@ -192,7 +192,7 @@ async def test_tool_round_trip(agent, fake_openai):
     ])  # fmt: skip
     async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
         rt = Realtime(connection)
-        await rt.next("session.created")
+        session_id = (await rt.next("session.created")).session.id
         await rt.send(type="session.update", session={"type": "realtime", "tools": [
             {"type": "function", "name": "get_weather", "description": "The weather in a city.",
              "parameters": WEATHER_SCHEMA}], "tool_choice": "auto"})  # fmt: skip
@@ -224,6 +224,21 @@ async def test_tool_round_trip(agent, fake_openai):
     messages = chat_messages(fake_openai)
     result = [m for m in messages if m["role"] == "tool"]
     assert result == [{"role": "tool", "tool_call_id": call.call_id, "content": '{"sky": "sunny"}'}]
+    resume = {"session_id": session_id}  # the stored history keeps the call and its result
+    async with client(agent.http_url).realtime.connect(model="m", extra_query=resume) as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        items = [(await rt.next("conversation.item.done")).item for _ in range(4)]
+    assert [i.type for i in items] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
+    assert (
+        items[1].call_id == items[2].call_id == call.call_id
+        and items[2].output == '{"sky": "sunny"}'
+    )
 
 
 async def test_bad_events_get_errors_and_the_socket_stays_open(agent, fake_openai):
@@ -284,9 +299,14 @@ async def test_a_realtime_session_is_stored_listed_and_resumable(agent, fake_ope
     async with sdk.realtime.connect(model="gpt-realtime", extra_query=resume) as connection:
         rt = Realtime(connection)
         assert (await rt.next("session.created")).session.id == session_id
+        history = [(await rt.next("conversation.item.done")).item for _ in range(2)]
+        assert [(i.role, i.content[0].text) for i in history] == [
+            ("user", "A large pizza"), ("assistant", "You said: A large pizza.")]  # fmt: skip
+        await rt.send(type="conversation.item.delete", item_id=history[1].id)
+        assert (await rt.next("conversation.item.deleted")).item_id == history[1].id
         await text_turn(rt, "And a lemonade")
     assert [m["content"] for m in chat_messages(fake_openai)[1:]] == [
-        "A large pizza", "You said: A large pizza.", "And a lemonade"]  # fmt: skip
+        "A large pizza", "And a lemonade"]  # fmt: skip
     async with httpx.AsyncClient(base_url=agent.http_url) as http:
         listed = (await http.get("/sessions")).json()["sessions"]
         stored = (await http.get(f"/sessions/{session_id}")).json()

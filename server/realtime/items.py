@@ -66,12 +66,23 @@ class Items:
 
     @classmethod
     def from_history(cls, conversation: Conversation) -> Items:
-        """A resumed session: its stored history as items (new ids; text content)."""
+        """A resumed session: its stored history as items (new ids; text content), tool
+        calls and their results as function_call / function_call_output items."""
         items = cls(conversation)
         for message in conversation.history:
-            if message.role in ("user", "assistant", "system"):
+            if message.role == "tool":
+                items.order.append(Item(new_id("item"), "function_call_output",
+                                        call_id=message.tool_call_id, output=message.content,
+                                        message=message))  # fmt: skip
+                continue
+            if message.role not in ("user", "assistant", "system"):
+                continue
+            if message.content or not message.tool_calls:
                 items.order.append(Item(new_id("item"), "message", message.role,
                                         text=message.content, message=message))  # fmt: skip
+            for call in message.tool_calls:
+                items.order.append(Item(new_id("item"), "function_call", call_id=call.call_id,
+                                        name=call.name, arguments=call.arguments))  # fmt: skip
         return items
 
     def get(self, item_id: str) -> Item | None:

@@ -72,7 +72,7 @@ async def realtime_socket(
                 limits=[{"name": "requests", "limit": limits.starts_per_minute,
                          "remaining": limits.starts_per_minute, "reset_seconds": 60.0}],
             )  # fmt: skip
-            await serve(conn)
+            await serve(conn, opened.resumed)
     except RequestError as exc:  # cannot open the session: say why, then close
         with contextlib.suppress(Exception):
             problem = errors.from_request_error(exc)
@@ -81,12 +81,18 @@ async def realtime_socket(
             await websocket.close(CLOSE_CODES.get(exc.kind, 1008), reason)
 
 
-async def serve(conn: Connection) -> None:
+async def serve(conn: Connection, resumed: bool) -> None:
     timer = IdleTimer(conn)
     if not await conn.send(
         {"type": "session.created", "session": conn.config.wire(conn.record.id)}
     ):
         return
+    if resumed:  # our extension: the stored conversation, as items the client can address
+        previous = None
+        for item in conn.items.order:
+            await conn.send({"type": "conversation.item.done", "previous_item_id": previous,
+                             "item": item.wire()})  # fmt: skip
+            previous = item.id
     reader = asyncio.create_task(read(conn), name=f"realtime-reader:{conn.record.id}")
     try:
         await conn.pump()
