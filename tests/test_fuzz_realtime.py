@@ -31,17 +31,25 @@ FIELDS = ["session", "audio", "item", "item_id", "content_index", "audio_end_ms"
           "output_modalities", "threshold", "silence_duration_ms", "call_id", "text"]  # fmt: skip
 SHAPED = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 EVENTS = st.one_of(
-    st.builds(lambda t, body: json.dumps({**body, "type": t}),
-              st.sampled_from([*HANDLERS, "session.nope", ""]),
-              st.dictionaries(st.sampled_from(FIELDS), SHAPED, max_size=4)),  # fmt: skip
+    st.builds(
+        lambda t, body: json.dumps({**body, "type": t}),
+        st.sampled_from([*HANDLERS, "session.nope", ""]),
+        st.dictionaries(st.sampled_from(FIELDS), SHAPED, max_size=4),
+    ),  # fmt: skip
     ANY_JSON.map(json.dumps),
     st.sampled_from(["", "{", "[[[[", "null", '{"type": 5}', '"\\ud800"']),
 )
-SENTINEL = {"type": "conversation.item.retrieve", "item_id": "item_sentinel", "event_id": "sentinel"}
+SENTINEL = {
+    "type": "conversation.item.retrieve",
+    "item_id": "item_sentinel",
+    "event_id": "sentinel",
+}
 
 
 @given(events=st.lists(EVENTS, min_size=1, max_size=6))
