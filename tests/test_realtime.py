@@ -3,6 +3,7 @@ parsed into the SDK's typed GA models: spoken, manual and text turns, barge-in, 
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -415,3 +416,29 @@ async def test_an_idle_session_is_told_why_it_ends(start_server):
     async with httpx.AsyncClient(base_url=agent.http_url) as http:
         stored = (await http.get(f"/sessions/{session_id}")).json()
     assert stored["ended_at"] is None  # idle is resumable
+
+
+async def test_audio_item_then_a_cancelled_response(agent, fake_openai):
+    fake_openai.transcripts.append("Tell me a long story")
+    fake_openai.chat_token_delay = 0.2  # a slow reply, to cancel midway
+    fake_openai.chat_replies.append("Once upon a time there was a pizza that wanted to travel.")
+    async with client(agent.http_url).realtime.connect(model="gpt-realtime") as connection:
+        rt = Realtime(connection)
+        await rt.next("session.created")
+        audio = base64.b64encode(g711.pcm_to_alaw(speech_pcm("Tell me a long story", 8_000)))
+        await rt.send(type="session.update", session={"type": "realtime", "audio": {"input": {
+            "format": {"type": "audio/pcma"}, "transcription": {"model": "whisper-1"}}}})  # fmt: skip
+        await rt.next("session.updated")
+        await rt.send(type="conversation.item.create", item={"type": "message", "role": "user",
+                      "content": [{"type": "input_audio", "audio": audio.decode()}]})  # fmt: skip
+        heard = await rt.next("conversation.item.input_audio_transcription.completed")
+        assert heard.transcript == "Tell me a long story"
+        await rt.send(type="response.create", response={"output_modalities": ["text"]})
+        await rt.next("response.output_text.delta")
+        await rt.send(type="response.cancel")
+        done = await rt.next("response.done")
+        assert done.response.status == "cancelled"
+        assert done.response.status_details.reason == "client_cancelled"
+        assert done.response.output[0].status == "incomplete"
+    sent = [r for r in fake_openai.requests if r.endpoint == "transcriptions"][0].audio
+    assert sent is not None and sent.duration_s > 0.5  # the A-law item, decoded, was heard
