@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from websockets.asyncio.client import connect as websockets_connect
 
 from server.auth import keys
 from server.persistence.database import Database
@@ -335,6 +336,20 @@ async def test_keys_rule_the_realtime_socket(start_server, database_url):
         )
         anonymous = await http.get(f"/sessions/{session_id}")
     assert mine.status_code == 200 and anonymous.status_code == 401
+    async with httpx.AsyncClient(
+        base_url=agent.http_url, headers={"Authorization": f"Bearer {acme}"}
+    ) as http:
+        token = (await http.post("/v1/client-tokens", json={"verbs": ["converse"]})).json()["token"]
+    url = agent.http_url.replace("http://", "ws://") + "/v1/realtime?model=m"
+    browser = ["realtime", f"openai-insecure-api-key.{token}"]  # what a page offers, as with OpenAI
+    async with websockets_connect(url, subprotocols=browser) as socket:
+        assert socket.subprotocol == "realtime"
+        assert json.loads(await socket.recv())["type"] == "session.created"
+    async with websockets_connect(
+        url, subprotocols=["realtime", f"openai-insecure-api-key.{acme}"]
+    ) as socket:
+        refused = json.loads(await socket.recv())  # an API key is never taken from a page
+        assert refused["type"] == "error" and refused["error"]["code"] == "invalid_api_key"
 
 
 async def test_offline_spoken_turn_without_a_key(start_server):

@@ -34,6 +34,7 @@ from server.sessions.opener import SessionRequest
 log = logging.getLogger(__name__)
 router = APIRouter()
 CLOSE_CODES = {Kind.UNAVAILABLE: 1013, Kind.EXHAUSTED: 1013, Kind.RATE_LIMITED: 1013}
+KEY_PROTOCOL = "openai-insecure-api-key."
 MAX_EVENT_CHARS = 16 * 1024 * 1024  # one event (base64 audio of a whole utterance fits)
 
 
@@ -48,7 +49,11 @@ async def realtime_socket(
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
     try:
-        caller = await socket_caller(websocket, token)
+        # Browsers cannot set headers: like OpenAI's, a page may offer its credential as the
+        # subprotocol `openai-insecure-api-key.<client token>` (tokens only, as with ?token=).
+        offered_key = next((p.removeprefix(KEY_PROTOCOL) for p in offered
+                            if p.startswith(KEY_PROTOCOL)), None)  # fmt: skip
+        caller = await socket_caller(websocket, token or offered_key)
         request = SessionRequest(
             edge="realtime",
             caller=caller,
