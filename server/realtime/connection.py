@@ -177,7 +177,8 @@ class Connection:
         if match is None:
             return out
         out += self.user_transcript(match.item, text, from_pipeline=turn_index > 0)
-        if turn_index > 0:
+        if turn_index > 0:  # the pipeline answers; it sees any held user items too
+            self.pending_user.clear()
             _, started = self.response_for(turn_index)
             out += started
         return out
