@@ -118,12 +118,15 @@ class VoiceServer:
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{grpc_host}:{settings.grpc_port}"
-        if tls:
-            self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
-        else:
-            self.port = server.add_insecure_port(address)
+        try:
+            if tls:
+                self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind ...; set GRPC_VERBOSITY=debug"
+            self.port = 0
         if self.port == 0:
-            raise RuntimeError(f"cannot bind gRPC to {address}")
+            raise RuntimeError(f"cannot bind gRPC to {address}: port in use or address not local")
         await server.start()
         # SERVING while the database answers, NOT_SERVING while it does not (what GET /health
         # says too: both follow core.db_health). After graceful shutdown begins, set is a no-op.
