@@ -188,7 +188,19 @@ async def test_two_workers_serve_grpc_rest_websocket_and_webrtc(workers, fake_op
     assert started_total["webrtc"] == 1
 
 
-async def test_a_killed_worker_is_restarted_and_sigterm_drains_every_worker(workers, tmp_path):
+async def draining_health(workers: Parent) -> tuple[int, str]:
+    """GET /health over fresh connections until a worker answers that it is draining."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            async with httpx.AsyncClient(base_url=workers.http, timeout=10) as http:
+                reply = await http.get("/health")
+            if reply.status_code != 200:
+                return reply.status_code, reply.json()["reason"]
+
+
+async def test_a_killed_worker_is_restarted_and_sigterm_drains_every_worker(
+    workers, fake_openai, tmp_path
+):
     before = workers.worker_pids()
     mark = len(workers.lines)
     os.kill(before[1], signal.SIGKILL)
@@ -199,12 +211,15 @@ async def test_a_killed_worker_is_restarted_and_sigterm_drains_every_worker(work
     assert await grpc_turn(workers.grpc, "Still here") == "You said: Still here."
 
     # A turn in flight when SIGTERM arrives finishes; the session is saved; exit 0.
+    fake_openai.tts_ms_per_char = 40.0  # a reply of a few seconds, played at real-time pace
     async with grpc.aio.insecure_channel(workers.grpc) as channel:
         convo = Conversation(pb_grpc.VoiceAgentServiceStub(channel), config())
         started = await convo.until("session_started")
         convo.send(text("Tell me something long please, it takes a while to say"))
         await convo.until("agent_audio")
         workers.proc.send_signal(signal.SIGTERM)
+        # While it drains, a load balancer is told to send new callers elsewhere.
+        assert await draining_health(workers) == (503, "the server is shutting down")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await convo.rest()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -1,9 +1,9 @@
 """The parent of `WORKERS` > 1: one embedded Postgres, N workers, one drain.
 
 What it does, in order: empties (or makes) PROMETHEUS_MULTIPROC_DIR, so `/metrics` on any
-worker reports every worker; starts the embedded Postgres when DATABASE_URL is unset (once,
-supervised: restarted if it dies) and applies the migrations, so workers get a ready
-DATABASE_URL; reserves both ports (`ports.reserve`: a busy port fails here, clearly); starts
+worker reports every worker; reserves both ports (`ports.reserve`: a busy port fails here,
+clearly); starts the embedded Postgres when DATABASE_URL is unset (once, supervised:
+restarted if it dies) and applies the migrations, so workers get a ready DATABASE_URL; starts
 the workers and waits until every one serves. On SIGTERM/SIGINT it drains every worker (see
 `WorkerPool.stop`), then stops Postgres. It loads no model and serves nothing itself.
 """
@@ -96,9 +96,9 @@ async def run(settings: Settings, workers: int) -> int:
     code = 0
     try:
         try:
-            database_url = await parent.start_database()
             grpc_hold = reserve(settings.grpc_host or "0.0.0.0", settings.grpc_port, "gRPC")
             http_hold = reserve(settings.http_host or "0.0.0.0", settings.http_port, "HTTP")
+            database_url = await parent.start_database()
         except RuntimeError as exc:
             log.error("%s", exc)
             return 2
