@@ -15,11 +15,13 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 from websockets.asyncio.client import connect
 
 from server.http.serve import WORKER_HEADER
 from server.persistence.database import EmbeddedPostgres, postmaster_pid
+from server.persistence.supervisor import process_state
 from server.workers.restarts import RestartPolicy
 from server.workers.role import cores
 from testing.converse_client import Conversation, config, text
@@ -198,6 +200,21 @@ async def draining_health(workers: Parent) -> tuple[int, str]:
                 return reply.status_code, reply.json()["reason"]
 
 
+async def draining_grpc_health(address: str) -> str:
+    """gRPC health of a draining worker (one that has stopped already refuses: asked again)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            async with grpc.aio.insecure_channel(address) as channel:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=5
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    continue
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
 async def test_a_killed_worker_is_restarted_and_sigterm_drains_every_worker(
     workers, fake_openai, tmp_path
 ):
@@ -220,6 +237,7 @@ async def test_a_killed_worker_is_restarted_and_sigterm_drains_every_worker(
         workers.proc.send_signal(signal.SIGTERM)
         # While it drains, a load balancer is told to send new callers elsewhere.
         assert await draining_health(workers) == (503, "the server is shutting down")
+        assert await draining_grpc_health(workers.grpc) == "NOT_SERVING"
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await convo.rest()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -247,6 +265,19 @@ async def test_a_killed_worker_is_restarted_and_sigterm_drains_every_worker(
     # Saved and resumable (a shutdown is not the caller's hang-up): both halves of the turn.
     assert row["state"] == "disconnected" and row["ended_at"] is None
     assert [r["role"] for r in roles] == ["agent", "user"]
+
+
+async def test_workers_stop_themselves_when_their_parent_is_killed(workers):
+    pids = list(workers.worker_pids().values())
+    workers.proc.kill()  # SIGKILL: the parent cannot forward anything
+    await workers.proc.wait()
+    async with asyncio.timeout(TIMEOUT):
+        while running := [p for p in pids if (process_state(p) or ("", "Z"))[1] != "Z"]:
+            await asyncio.sleep(0.05)  # polling /proc: the exit itself is not observable here
+    assert not running
+    await asyncio.wait_for(workers._reader, TIMEOUT)  # every writer of the log pipe is gone
+    log = "".join(workers.lines)
+    assert log.count("the parent process is gone; shutting down") == 2
 
 
 @pytest.mark.parametrize("workers_env", ["1", "2"])
