@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from server.config import Settings
 from server.workers.parent import STOP_MARGIN_S
@@ -132,3 +133,14 @@ def test_envoy_sends_grpc_and_http_to_the_pods_ports():
 @pytest.mark.parametrize("line", ["USER voiceagent", 'CMD ["python", "-m", "server"]'])
 def test_the_image_runs_the_server_as_a_user(line):
     assert line in (DEPLOY / "Dockerfile").read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", ["CORS_ORIGINS", "WEBRTC_ICE_SERVERS"])
+def test_a_json_list_setting_is_empty_when_blank_and_named_when_not_json(monkeypatch, name):
+    monkeypatch.setenv(name, "")
+    assert getattr(Settings(_env_file=None), name.lower()) == []
+    monkeypatch.setenv(name, "[not json")
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None)
+    assert name.lower() in str(info.value) and "not JSON" in str(info.value)
+    assert "[not json" not in str(info.value)  # inputs are never quoted (secrets)
