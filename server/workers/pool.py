@@ -136,6 +136,10 @@ class WorkerPool:
                 return
             reader = await worker.spawn()
             worker.restarts += 1
+            if self.stopping:  # stop began while it was being started: it drains too
+                assert worker.proc is not None
+                worker.proc.send_signal(signal.SIGTERM)
+                continue
             if not await worker.wait_ready(reader):
                 continue  # died while starting: the loop logs it and backs off
 
