@@ -86,6 +86,16 @@ class EventSink:
             self.on_event(event)
         await self.queue.put(event)
 
+    def offer(self, event: Event) -> bool:
+        """Emit without waiting (from code being cancelled): False, and dropped, if full."""
+        if self.queue.full():
+            return False
+        self.last_event_at = time.monotonic()
+        if self.on_event is not None:
+            self.on_event(event)
+        self.queue.put_nowait(event)
+        return True
+
     async def finish(self, state: State) -> None:
         """Final state and end of stream after a normal ending: nothing is dropped, so a slow
         reader still gets every event (if it is gone, the session is cancelled meanwhile)."""
@@ -203,18 +213,20 @@ class EventSink:
         )
 
     async def tool_call_done(self, call: ToolCall) -> None:
-        assert call.outcome is not None
-        await self.emit(
-            Event(
-                tool_call_done=tools_pb2.ToolCallDone(
-                    call_id=call.call_id,
-                    name=call.name,
-                    turn_index=call.turn_index,
-                    outcome=OUTCOMES[call.outcome],
-                    output=call.output,
-                    error=call.error,
-                    reason=call.reason,
-                    duration_ms=call.duration_ms if call.ran else -1,
-                )
-            )
+        await self.emit(tool_call_done(call))
+
+
+def tool_call_done(call: ToolCall) -> Event:
+    assert call.outcome is not None
+    return Event(
+        tool_call_done=tools_pb2.ToolCallDone(
+            call_id=call.call_id,
+            name=call.name,
+            turn_index=call.turn_index,
+            outcome=OUTCOMES[call.outcome],
+            output=call.output,
+            error=call.error,
+            reason=call.reason,
+            duration_ms=call.duration_ms if call.ran else -1,
         )
+    )

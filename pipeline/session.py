@@ -38,6 +38,7 @@ from pipeline.turn import State, Turn, now
 from pipeline.vad import VadParams, VadState
 
 log = logging.getLogger(__name__)
+MAX_PLAYOUT_S = 2.0  # end_call: the longest a client can still be playing (unpaced REST: none)
 
 
 class Recorder(Protocol):
@@ -230,7 +231,6 @@ class VoiceSession:
         for task in self._background:
             if task is not asyncio.current_task():
                 task.cancel()
-        await self.tools.aclose()
         if self._supervisor is None:
             self.events.end(State.ENDED)
         elif not self._supervisor.done():
@@ -240,6 +240,9 @@ class VoiceSession:
         if turn is not None and not turn.closed:
             turn.interrupted = True
             self.conversation.close_turn(turn)
+        # Last: side-effecting server calls finish, and their results join the history
+        # that is saved once this returns.
+        await self.tools.aclose()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=f"{name}:{self.id}")
@@ -251,7 +254,9 @@ class VoiceSession:
         self._spawn(self._follow_up(), "follow-up")
 
     async def _turn_closed(self, turn: Turn) -> None:
-        if not turn.interrupted and await self.tools.hangups_heard(turn):
+        if turn.interrupted:
+            return  # new input cut it: that input's reply will see any kept result
+        if await self.tools.hangups_heard(turn):
             self.end_reason = self.end_reason or "agent_hung_up"
             self._spawn(self._hang_up(), "hang-up")
             return
@@ -259,7 +264,7 @@ class VoiceSession:
 
     async def _hang_up(self) -> None:
         """end_call: the goodbye's audio is sent; the client plays the last `lead` of it."""
-        await asyncio.sleep(self.output.lead_s)
+        await asyncio.sleep(min(self.output.lead_s, MAX_PLAYOUT_S))
         await self.close("agent_hung_up")
 
     async def _follow_up(self, *, stt_done: bool = False) -> None:

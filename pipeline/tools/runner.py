@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from pipeline.events import EventSink
+from pipeline.events import EventSink, tool_call_done
 from pipeline.tools.lifecycle import (
     BARGE_IN,
     INCOMPLETE,
@@ -89,7 +89,11 @@ class ToolRunner:
             call.requested_at = now()
             self.calls[call_id] = call
             self._turn_of[call_id] = turn
-            await self._finish(call, Outcome.CANCELLED, reason=INCOMPLETE)
+            # Called while the chat stage is being cancelled: never wait on the client here.
+            if call.finish(Outcome.CANCELLED, now(), reason=INCOMPLETE):
+                self.events.offer(tool_call_done(call))
+                if self.on_done is not None:
+                    self.on_done(call)
 
     def answer(self, call_id: str, output: str, error: str) -> None:
         """A client's result for one of its calls; ResultRejected says why it cannot apply."""

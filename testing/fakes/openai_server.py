@@ -14,72 +14,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import io
 import json
-import math
 import re
 import time
-import wave
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from aiohttp import web
 
 from testing.fakes.chat_script import ScriptedReply, reply_chunks
+from testing.fakes.faults import Fault, openai_error
+from testing.fakes.upload_audio import AudioInfo, parse_form, sine_pcm, wav_bytes
 
 ENDPOINTS = ("transcriptions", "chat", "speech", "models")
-TTS_RATE = 24_000
 CREATED = 1_700_000_000  # fixed timestamp keeps responses byte-for-byte deterministic
 # A handler answers with a whole response, or (content type, body chunks, delay between chunks).
 Reply = web.Response | tuple[str, list[Any], float]
-_ERROR_KINDS = {
-    401: ("invalid_request_error", "invalid_api_key"),  # (type, code) as OpenAI sends
-    429: ("requests", "rate_limit_exceeded"),
-}
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour, consumed by a single request (see ``FakeOpenAI.inject``)."""
-
-    kind: str  # "status" | "stall" | "drop" | "drop_mid_stream"
-    code: int = 0
-    retry_after: float | None = None
-    message: str = "injected"
-    after_chunks: int = 0
-
-    @classmethod
-    def status(cls, code: int, retry_after: float | None = None, message: str = "injected"):
-        """Reply with an OpenAI-shaped error; ``retry_after`` sets Retry-After + retry-after-ms."""
-        return cls("status", code=code, retry_after=retry_after, message=message)
-
-    @classmethod
-    def stall(cls):
-        """Never answer (until ``stop()``): exercises client timeouts."""
-        return cls("stall")
-
-    @classmethod
-    def drop(cls):
-        """Close the TCP connection without any response: a connection error for the client."""
-        return cls("drop")
-
-    @classmethod
-    def drop_mid_stream(cls, after_chunks: int):
-        """Send ``after_chunks`` body chunks, then close; non-streamed replies act as drop()."""
-        return cls("drop_mid_stream", after_chunks=after_chunks)
-
-
-@dataclass
-class AudioInfo:
-    """What was uploaded for transcription; WAV fields are None when it is not a WAV."""
-
-    filename: str | None
-    content_type: str | None
-    size_bytes: int
-    sample_rate: int | None = None
-    channels: int | None = None
-    duration_s: float | None = None
-    pcm: bytes = b""
 
 
 @dataclass
@@ -90,64 +40,6 @@ class Recorded:
     body: dict
     audio: AudioInfo | None = None
     at: float = field(default_factory=time.monotonic)
-
-
-def openai_error(status: int, message: str, headers: dict | None = None) -> web.Response:
-    """An error response in OpenAI's shape, which the SDK turns into ``APIStatusError``s."""
-    default = ("server_error" if status >= 500 else "invalid_request_error", None)
-    etype, code = _ERROR_KINDS.get(status, default)
-    body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
-
-
-# 220 Hz at 24 kHz repeats exactly every 1200 samples (11 cycles): compute once, then tile.
-_SINE_PERIOD = b"".join(
-    round(9830 * math.sin(2 * math.pi * 220 * i / TTS_RATE)).to_bytes(2, "little", signed=True)
-    for i in range(1200)
-)  # amplitude 9830 ~= 0.3 * 32767
-
-
-def sine_pcm(duration_s: float) -> bytes:
-    """24 kHz mono int16 220 Hz sine of an exact length; tiling keeps it cheap for the loop."""
-    nbytes = 2 * round(duration_s * TTS_RATE)
-    reps = nbytes // len(_SINE_PERIOD) + 1
-    return (_SINE_PERIOD * reps)[:nbytes]
-
-
-def _wav_bytes(pcm: bytes) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(TTS_RATE)
-        w.writeframes(pcm)
-    return out.getvalue()
-
-
-def _audio_info(filename: str | None, content_type: str | None, data: bytes) -> AudioInfo:
-    info = AudioInfo(filename, content_type, len(data))
-    try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            info.sample_rate, info.channels = w.getframerate(), w.getnchannels()
-            info.duration_s = w.getnframes() / info.sample_rate
-            info.pcm = w.readframes(w.getnframes())
-    except (wave.Error, EOFError, ZeroDivisionError):  # not a (sane) WAV
-        pass
-    return info
-
-
-async def _parse_form(request: web.Request) -> tuple[dict, AudioInfo | None]:
-    """Multipart form fields -> body dict; the ``file`` part -> AudioInfo."""
-    form = await request.post()
-    audio, body = None, {}
-    for key in dict.fromkeys(form.keys()):
-        values = form.getall(key)
-        if isinstance(values[0], web.FileField):
-            f = values[0]
-            audio = _audio_info(f.filename, f.content_type, f.file.read())
-        else:  # repeated fields (arrays such as timestamp_granularities[]) become lists
-            body[key] = values[0] if len(values) == 1 else values
-    return body, audio
 
 
 def _text_of(content: Any) -> str:
@@ -258,7 +150,7 @@ class FakeOpenAI:
         async def serve(request: web.Request) -> web.StreamResponse:
             audio = None
             if endpoint == "transcriptions":
-                body, audio = await _parse_form(request)
+                body, audio = await parse_form(request)
             else:
                 try:
                     body = await request.json()
@@ -378,7 +270,7 @@ class FakeOpenAI:
             msg = f"The fake supports response_format 'pcm' and 'wav' only, got {fmt!r}."
             return openai_error(400, msg)
         pcm = sine_pcm(max(100.0, len(text) * self.tts_ms_per_char) / 1000)
-        data = pcm if fmt == "pcm" else _wav_bytes(pcm)
+        data = pcm if fmt == "pcm" else wav_bytes(pcm)
         size = max(1, int(self.tts_chunk_bytes))
         chunks = [data[i : i + size] for i in range(0, len(data), size)]
         return f"audio/{fmt}", chunks, self.tts_chunk_delay
