@@ -82,6 +82,7 @@ class VoiceSession:
             options.tools.specs, self.events, session_id=session_id, webhook=webhook
         )
         self.tools.on_late = self._late_result
+        self.tools.known_ids = {m.tool_call_id for m in conversation.history if m.tool_call_id}
         if recorder is not None:
             conversation.on_turn_closed = recorder.turn_closed
             self.events.on_state = recorder.state_changed

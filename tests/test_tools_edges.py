@@ -161,3 +161,29 @@ async def test_server_tool_sets_apply_by_default_and_by_name(start_server, fake_
                               json={"session_id": sid["session_id"], "text": "hi",
                                     "tool_sets": ["nope"]})  # fmt: skip
         assert bad.status_code == 400 and "support" in bad.json()["detail"]
+
+
+async def test_webhook_allowlist_holds_with_webhooks_enabled(start_server, fake_openai):
+    agent = await start_server(
+        tool_webhook_secret=SECRET, tool_webhook_allowed_urls=["http://127.0.0.1:9/tools/"]
+    )
+    async with httpx.AsyncClient(base_url=agent.http_url, timeout=TIMEOUT) as http:
+        sid = (await http.post("/conversation/start", json={"customer_id": "c6"})).json()
+        for url in [
+            "http://127.0.0.1:9@169.254.169.254/tools/x",  # user info hides the real host
+            "http://127.0.0.1:9/toolsx",
+            "http://127.0.0.1:19/tools/x",
+        ]:
+            tool = {"name": "x", "runs": "webhook", "url": url}
+            body = {"session_id": sid["session_id"], "text": "hi", "tools": [tool]}
+            reply = await http.post("/conversation/process", json=body)
+            assert reply.status_code == 400, url
+            assert "TOOL_WEBHOOK_ALLOWED_URLS" in reply.json()["detail"]
+        pattern = {"name": "p", "runs": "webhook", "url": "http://127.0.0.1:9/tools/p",
+                   "parameters": {"type": "object", "properties": {"s": {"pattern": "^(a|aa)+$"}}}}  # fmt: skip
+        reply = await http.post(
+            "/conversation/process",
+            json={"session_id": sid["session_id"], "text": "hi", "tools": [pattern]},
+        )
+        assert reply.status_code == 400 and "pattern" in reply.json()["detail"]
+    assert not [r for r in fake_openai.requests if r.endpoint == "chat"]  # nothing ran

@@ -18,10 +18,17 @@ from pipeline.tools.lifecycle import (
     ToolCallDelta,
     parse_result,
 )
-from pipeline.tools.spec import BargeIn, Runs, ToolSpecError, check_choice, parse_tools
+from pipeline.tools.spec import (
+    BargeIn,
+    Runs,
+    ToolSpecError,
+    check_choice,
+    parse_tools,
+    uses_patterns,
+)
 from pipeline.tools.webhook import sign, verify
 from pipeline.turn import ToolStep, Turn
-from server.sessions.tools import ToolSetsError, load_tool_sets
+from server.sessions.tools import ToolSetsError, allowed_prefix, load_tool_sets, url_allowed
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 
@@ -151,3 +158,42 @@ def test_tool_sets_file_errors_stop_start_up(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ToolSetsError, match="tool_sets"):
         load_tool_sets(path)
+
+
+def test_webhook_allowlist_compares_scheme_host_port_and_path_segments():
+    prefix = allowed_prefix("https://hooks.example.com/tools")
+    assert url_allowed("https://hooks.example.com/tools", prefix)
+    assert url_allowed("https://hooks.example.com/tools/book", prefix)
+    for url in [
+        "https://hooks.example.com@169.254.169.254/tools/x",  # user info: host is the other
+        "https://hooks.example.com.evil.net/tools/x",
+        "https://hooks.example.com:8443/tools/x",
+        "http://hooks.example.com/tools/x",
+        "https://hooks.example.com/toolsx",
+        "https://hooks.example.com:notaport/tools",
+    ]:
+        assert not url_allowed(url, prefix), url
+    with pytest.raises(ToolSetsError):
+        allowed_prefix("hooks.example.com/tools")
+
+
+def test_schemas_that_cannot_be_checked_safely_are_refused():
+    with pytest.raises(ToolSpecError, match=r"\$ref"):
+        parse_tools([{"name": "t", "parameters": {"type": "object", "$ref": "#/$defs/missing"}}])
+    with pytest.raises(ToolSpecError, match=r"\$ref"):
+        parse_tools([{"name": "t", "parameters": {"type": "object", "$ref": "https://x/s.json"}}])
+    [ok] = parse_tools(
+        [
+            {
+                "name": "t",
+                "parameters": {
+                    "type": "object",
+                    "$defs": {"n": {"type": "integer"}},
+                    "properties": {"n": {"$ref": "#/$defs/n"}},
+                },
+            }
+        ]  # fmt: skip
+    )
+    assert ToolCall("c", "t", '{"n": "x"}', 1, spec=ok).check_arguments()
+    assert uses_patterns({"type": "object", "properties": {"s": {"pattern": "^(a|aa)+$"}}})
+    assert not uses_patterns({"type": "object", "properties": {"pattern": {"type": "string"}}})

@@ -19,7 +19,7 @@ from pipeline.providers.base import ChatModel, ChatTools, ProviderError
 from pipeline.text import SentenceSplitter, clean_for_speech
 from pipeline.tools.lifecycle import CallAssembler, ToolCallDelta
 from pipeline.tools.runner import ToolRunner
-from pipeline.tools.spec import END_CALL, ToolOptions
+from pipeline.tools.spec import END_CALL, ToolOptions, ToolSpec
 from pipeline.turn import State, ToolStep, Turn, now
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ class ChatOperator(TurnOperator):
         self.speak = speak
         self.tools, self.tool_options = tools, tool_options
 
-    def _offer(self, step: int) -> ChatTools | None:
-        options = self.tool_options
-        if self.tools is None or not options.specs:
+    def _offer(
+        self, step: int, runner: ToolRunner | None, options: ToolOptions
+    ) -> ChatTools | None:
+        if runner is None or not options.specs:
             return None
         if step >= options.max_steps:
             choice = "none"  # the last step must answer in words
@@ -61,13 +62,16 @@ class ChatOperator(TurnOperator):
         splitter = SentenceSplitter()
         turn.llm_request_at = now()
         step = 0
+        # What this reply was offered stays fixed for it, even if the session's tools change.
+        runner, options = self.tools, self.tool_options
+        specs = dict(runner.specs) if runner is not None else {}
         while True:
             step += 1
             assembler = CallAssembler()
             try:
                 messages = self.conversation.messages()
                 messages += self.conversation.reply_messages(turn, turn.agent_text)
-                async for piece in self.chat.stream(messages, self._offer(step)):
+                async for piece in self.chat.stream(messages, self._offer(step, runner, options)):
                     if isinstance(piece, ToolCallDelta):
                         assembler.push(piece)
                         continue
@@ -81,8 +85,8 @@ class ChatOperator(TurnOperator):
                     for sentence in splitter.push(piece):
                         await self._speak(turn, sentence)
             except asyncio.CancelledError:
-                if assembler.pending and self.tools is not None:  # cut before it was complete
-                    await self.tools.incomplete(turn, assembler.names(), step)
+                if assembler.pending and runner is not None:  # cut before it was complete
+                    await runner.incomplete(turn, assembler.names(), step)
                 raise
             except ProviderError as exc:
                 turn.failed = True
@@ -94,33 +98,55 @@ class ChatOperator(TurnOperator):
                 msg = f"chat provider failed: {exc}"
                 await self.events.error("provider_failed", msg, turn.index)
                 break
-            for sentence in splitter.flush():  # what was said before the calls is heard now
-                await self._speak(turn, sentence)
-            if not assembler.pending or self.tools is None:
+            try:
+                for sentence in splitter.flush():  # what was said before the calls is heard now
+                    await self._speak(turn, sentence)
+                if not assembler.pending or runner is None:
+                    break
+                go_on = await self._run_tools(turn, assembler, step, runner, specs, options)
+            except asyncio.CancelledError:
+                if runner is not None:  # cut before every call started: those never run
+                    if assembler.pending:
+                        await runner.incomplete(turn, assembler.names(), step)
+                    if turn.steps:
+                        runner.abandon(turn.steps[-1].calls)
+                raise
+            except Exception as exc:  # a tool bug must still end the turn, not strand it
+                log.exception("tool step failed")
+                turn.failed = True
+                await self.events.error("provider_failed", f"tool step failed: {exc}", turn.index)
                 break
-            if not await self._run_tools(turn, assembler, step):
+            if not go_on:
                 break
         turn.llm_done_at = now()
         await self.forward(EndOfTurn(turn))
 
-    async def _run_tools(self, turn: Turn, assembler: CallAssembler, step: int) -> bool:
+    async def _run_tools(
+        self,
+        turn: Turn,
+        assembler: CallAssembler,
+        step: int,
+        runner: ToolRunner,
+        specs: dict[str, ToolSpec],
+        options: ToolOptions,
+    ) -> bool:
         """Run one step's calls; True if the model should be asked again with the results."""
-        assert self.tools is not None
-        calls = assembler.complete(self.tools.specs, turn.index, now(), f"call_{turn.index}_{step}")
+        calls = assembler.complete(specs, turn.index, now(), f"call_{turn.index}_{step}")
         turn.steps.append(ToolStep(len(turn.agent_text), calls))
-        waits = await self.tools.begin(turn, calls)
+        waits = await runner.begin(turn, calls)
         if waits:
             await self.events.set_state(State.THINKING)
             results = asyncio.shield(asyncio.gather(*waits))
-            options = self.tool_options
             if options.filler_after_s > 0 and options.filler_text:
                 try:
                     await asyncio.wait_for(asyncio.shield(results), options.filler_after_s)
                 except TimeoutError:
                     await self._filler(turn, options.filler_text)
             await results
-        hanging_up = any(c.name == END_CALL.name for c in calls)
-        return not hanging_up and step < self.tool_options.max_steps
+        # Only an end_call that started (it waits for the goodbye) ends the loop; a failed one
+        # goes back to the model like any failure.
+        hanging_up = any(c.name == END_CALL.name and c.ran and not c.done for c in calls)
+        return not hanging_up and step < options.max_steps
 
     async def _filler(self, turn: Turn, text: str) -> None:
         """Covers a slow tool: said and kept as part of the reply (after the calls it covers)."""

@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -143,7 +144,6 @@ class LocalChat:
         self.queue_timeout_s = queue_timeout_s
         # A 135M model often ignores "be brief": stop it after this many sentences (0 = never).
         self.max_sentences = max_sentences
-        self._calls = 0  # numbers the calls it makes (the model gives no ids)
 
     async def stream(
         self, messages: list[ChatMessage], tools: ChatTools | None = None
@@ -169,8 +169,7 @@ class LocalChat:
                 yield said
         call = reply.call()
         if call is not None:
-            self._calls += 1
-            yield ToolCallDelta(0, f"call_local_{self._calls}", call[0], call[1])
+            yield ToolCallDelta(0, f"call_{uuid.uuid4().hex[:24]}", call[0], call[1])
 
     async def _stream(self, messages: list[ChatMessage], schema: dict | None) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()

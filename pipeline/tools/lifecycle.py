@@ -115,7 +115,11 @@ class ToolCall:
             return f"arguments are not valid JSON: {exc}"
         if not isinstance(value, dict):
             return "arguments must be a JSON object"
-        errors = sorted(Draft202012Validator(self.spec.parameters).iter_errors(value), key=str)
+        try:
+            validator = Draft202012Validator(self.spec.parameters)
+            errors = sorted(validator.iter_errors(value), key=str)
+        except Exception as exc:  # e.g. a $ref that resolves nowhere: the call must still end
+            return f"the tool's schema cannot be checked: {type(exc).__name__}"
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path)
             return f"arguments do not match the schema: {errors[0].message} (at /{where})"

@@ -11,6 +11,7 @@ barge-in before that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,7 @@ from pipeline.tools.lifecycle import (
     INCOMPLETE,
     SESSION_ENDED,
     Outcome,
+    Phase,
     ResultRejected,
     ToolCall,
 )
@@ -28,6 +30,7 @@ from pipeline.tools.webhook import ToolFailed, WebhookCaller
 from pipeline.turn import Turn, now
 
 log = logging.getLogger(__name__)
+SEND_TIMEOUT_S = 5.0  # a reader taking no events does not hold up a call's outcome longer
 
 
 class ToolRunner:
@@ -50,11 +53,14 @@ class ToolRunner:
         self._cancel_reason: dict[str, str] = {}
         self._hangups: dict[str, ToolCall] = {}
         self._closed = False
+        self.known_ids: set[str] = set()  # call ids already in the session's history
+        self.context: dict[str, str] = {"session_id": session_id}  # told to webhooks
 
     def unique_id(self, call_id: str) -> str:
-        """Providers reuse ids across replies (the local model, some servers): keep ours unique."""
+        """Providers reuse ids across replies and restarts (the local model, some servers): ids
+        here are unique in the session, history included (`known_ids`)."""
         candidate, n = call_id, 1
-        while candidate in self.calls:
+        while candidate in self.calls or candidate in self.known_ids:
             n += 1
             candidate = f"{call_id}_{n}"
         return candidate
@@ -66,8 +72,11 @@ class ToolRunner:
             call.call_id = self.unique_id(call.call_id)
             self.calls[call.call_id] = call
             self._turn_of[call.call_id] = turn
-            await self.events.tool_call(call)
             problem = call.check_arguments()
+            if not problem and call.spec is not None and call.spec.runs is Runs.CLIENT:
+                # Ready for the answer before the client can know of the call.
+                self._answers[call.call_id] = asyncio.get_running_loop().create_future()
+            await self.events.tool_call(call)
             if problem:
                 await self._finish(call, Outcome.FAILED, error=problem)
                 continue
@@ -118,6 +127,9 @@ class ToolRunner:
                 and call.spec
                 and call.spec.barge_in is BargeIn.CANCEL
             ):
+                answered = self._answers.get(call_id)
+                if answered is not None and answered.done():
+                    continue  # the client's result is already in: it completes, not cancelled
                 self._cancel_reason[call_id] = BARGE_IN
                 task.cancel()
         for call_id, call in list(self._hangups.items()):
@@ -132,6 +144,17 @@ class ToolRunner:
             del self._hangups[call.call_id]
             await self._finish(call, Outcome.COMPLETED, output='{"ok": true}')
         return bool(due)
+
+    def abandon(self, calls: Sequence[ToolCall]) -> None:
+        """The reply was cut after the model asked for `calls` but before they all started:
+        those not started never run (called while being cancelled: never waits)."""
+        for call in calls:
+            if call.phase is Phase.REQUESTED:
+                self.calls.setdefault(call.call_id, call)
+                if call.finish(Outcome.CANCELLED, now(), reason=BARGE_IN):
+                    self.events.offer(tool_call_done(call))
+                    if self.on_done is not None:
+                        self.on_done(call)
 
     def running(self, turn: Turn) -> list[ToolCall]:
         return [self.calls[cid] for cid in self._tasks if self._turn_of[cid] is turn]
@@ -174,27 +197,30 @@ class ToolRunner:
     async def _run(self, call: ToolCall) -> str:
         assert call.spec is not None
         if call.spec.runs is Runs.CLIENT:
-            waiting = asyncio.get_running_loop().create_future()
-            self._answers[call.call_id] = waiting
-            output, error = await waiting
+            output, error = await self._answers[call.call_id]
             if error:
                 raise ToolFailed(error)
             return output
         if call.spec.runs is Runs.WEBHOOK:
             if self.webhook is None:
                 raise ToolFailed("webhook tools are not enabled on this server")
-            return await self.webhook.call(call, self.session_id)
+            return await self.webhook.call(call, self.context)
         raise ToolFailed(f"the built-in tool {call.name} has no runner")
 
     async def _finish(self, call: ToolCall, outcome: Outcome, **result: str) -> None:
+        """The call's one outcome. Everything that must happen does, before any wait: the row,
+        and (if its turn already closed without it) its place in history."""
         if not call.finish(outcome, now(), **result):
             return
         self._answers.pop(call.call_id, None)
-        if not self._closed:  # after the session, nobody reads events: never block on them
-            await self.events.tool_call_done(call)
         if self.on_done is not None:
             self.on_done(call)
         turn = self._turn_of.get(call.call_id)
         kept = outcome is not Outcome.CANCELLED
         if kept and turn is not None and turn.closed and self.on_late is not None:
-            self.on_late(call)
+            self.on_late(call)  # a turn closing after this point finds the call done itself
+        if self._closed:  # after the session, nobody reads events
+            return
+        if not self.events.offer(tool_call_done(call)):  # full: a slow reader, or none at all
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.events.tool_call_done(call), SEND_TIMEOUT_S)

@@ -132,6 +132,9 @@ def parse_tool(raw: Any, index: int = 0) -> ToolSpec:
         raise fail(
             "parameters", f"not a valid JSON schema ({exc.message[:200]} at /{path})"
         ) from None
+    bad_ref = _unresolved_ref(parameters, parameters)
+    if bad_ref is not None:
+        raise fail("parameters", f"$ref {bad_ref[:100]!r} does not point inside the schema")
     try:
         barge_in = BargeIn(raw.get("barge_in", BargeIn.FINISH.value))
     except ValueError:
@@ -160,6 +163,48 @@ def parse_tool(raw: Any, index: int = 0) -> ToolSpec:
         idempotent=idempotent,
         url=url,
     )
+
+
+def _unresolved_ref(node: Any, root: Mapping[str, Any]) -> str | None:
+    """A $ref that is not a JSON pointer to a part of this schema (remote refs are refused:
+    checking arguments must never fetch anything)."""
+    if isinstance(node, Mapping):
+        ref = node.get("$ref")
+        if ref is not None:
+            if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
+                return str(ref)
+            target: Any = root
+            for part in ref[2:].split("/") if ref != "#" else []:
+                part = part.replace("~1", "/").replace("~0", "~")
+                if isinstance(target, Mapping) and part in target:
+                    target = target[part]
+                elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+                    target = target[int(part)]
+                else:
+                    return ref
+        for value in node.values():
+            found = _unresolved_ref(value, root)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for value in node:
+            found = _unresolved_ref(value, root)
+            if found is not None:
+                return found
+    return None
+
+
+def uses_patterns(node: Any) -> bool:
+    """Regex keywords anywhere in a schema (a caller's regex could stall the event loop)."""
+    if isinstance(node, Mapping):
+        if isinstance(node.get("pattern"), str) or isinstance(
+            node.get("patternProperties"), Mapping
+        ):
+            return True
+        return any(uses_patterns(v) for v in node.values())
+    if isinstance(node, list):
+        return any(uses_patterns(v) for v in node)
+    return False
 
 
 def parse_tools(raw: Any) -> tuple[ToolSpec, ...]:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Mapping
 
 import httpx
 
@@ -52,15 +53,16 @@ class WebhookCaller:
     def __init__(self, client: httpx.AsyncClient, secret: bytes) -> None:
         self.client, self.secret = client, secret
 
-    async def call(self, call: ToolCall, session_id: str) -> str:
-        """POST the call; the reply body (JSON) is the result. Raises ToolFailed."""
+    async def call(self, call: ToolCall, context: Mapping[str, str]) -> str:
+        """POST the call (with `context`: session_id, tenant_id); the reply body (JSON) is
+        the result. Raises ToolFailed."""
         assert call.spec is not None
         body = json.dumps(
             {
                 "call_id": call.call_id,
                 "name": call.name,
                 "arguments": json.loads(call.arguments or "{}"),
-                "session_id": session_id,
+                **context,
                 "turn_index": call.turn_index,
             }
         ).encode()

@@ -99,6 +99,13 @@ async def run_turn(
             )
         request = dataclasses.replace(request, tools=declared, tool_sets=sets)
     opened = await opener.open(request)
+    tools_offered = opened.options.tools
+    served = tuple(s for s in tools_offered.specs if s.runs is not Runs.CLIENT)
+    if len(served) != len(tools_offered.specs):  # a tool set's client tools: nobody to answer
+        served_tools = dataclasses.replace(tools_offered, specs=served)
+        opened = dataclasses.replace(
+            opened, options=dataclasses.replace(opened.options, tools=served_tools)
+        )
     outcome = TurnOutcome(opened.record.id)
     async with opener.running(opened) as session:
         await push(session)

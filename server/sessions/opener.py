@@ -224,6 +224,7 @@ class SessionOpener:
             recorder=self.store.recorder(record),
             webhook=self.tools.webhook,
         )
+        session.tools.context["tenant_id"] = record.tenant_id  # webhooks learn whose call it is
         tenant = record.tenant_id
         limits = await self.limits(tenant)
         # Tenant limits bound authenticated callers; with authentication off (a loopback dev

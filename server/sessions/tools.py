@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
@@ -23,6 +24,7 @@ from pipeline.tools.spec import (
     check_choice,
     merge,
     parse_tools,
+    uses_patterns,
 )
 from pipeline.tools.webhook import WebhookCaller
 from server.config import Settings
@@ -55,10 +57,37 @@ def load_tool_sets(path: Path | None) -> dict[str, tuple[ToolSpec, ...]]:
     return out
 
 
+def allowed_prefix(prefix: str) -> SplitResult:
+    """A TOOL_WEBHOOK_ALLOWED_URLS entry, checked at start-up."""
+    parts = urlsplit(prefix)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ToolSetsError(
+            f"TOOL_WEBHOOK_ALLOWED_URLS: {prefix[:100]!r} is not an http(s) URL prefix with a host"
+        )
+    return parts
+
+
+def url_allowed(url: str, prefix: SplitResult) -> bool:
+    """Same scheme, host and port exactly (no user info), and the path under the prefix's on a
+    segment boundary: "https://h/tools" allows /tools and /tools/x, not /toolsx or h.evil."""
+    try:
+        parts = urlsplit(url)
+        port, allowed_port = parts.port, prefix.port
+    except ValueError:
+        return False
+    if "@" in parts.netloc or parts.scheme != prefix.scheme:
+        return False
+    if (parts.hostname or "").lower() != (prefix.hostname or "").lower() or port != allowed_port:
+        return False
+    base = prefix.path.rstrip("/")
+    return parts.path == base or parts.path.startswith(base + "/") or base == ""
+
+
 class ToolCatalog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sets = load_tool_sets(settings.tools_file)
+        self._allowed = [allowed_prefix(p) for p in settings.tool_webhook_allowed_urls]
         secret = settings.tool_webhook_secret
         self._http: httpx.AsyncClient | None = None
         self.webhook: WebhookCaller | None = None
@@ -88,6 +117,12 @@ class ToolCatalog:
         for i, spec in enumerate(tools):
             if spec.runs is Runs.WEBHOOK:
                 self._check_webhook(i, spec)
+            if uses_patterns(spec.parameters):  # a caller's regex would run on the event loop
+                raise RequestError(
+                    f"tools[{i}] ({spec.name!r}): parameters: pattern / patternProperties are "
+                    "not allowed in a session's own tools (declare such tools in TOOLS_FILE)",
+                    Kind.INVALID,
+                )
         specs = merge(*(self.sets[n] for n in names), tools)
         try:
             choice = check_choice(choice, specs)
@@ -109,8 +144,7 @@ class ToolCatalog:
                 f"{where}: webhook tools are not enabled on this server (TOOL_WEBHOOK_SECRET)",
                 Kind.INVALID,
             )
-        allowed = self.settings.tool_webhook_allowed_urls
-        if not any(spec.url.startswith(prefix) for prefix in allowed):
+        if not any(url_allowed(spec.url, prefix) for prefix in self._allowed):
             raise RequestError(
                 f"{where}: not under an allowed prefix (TOOL_WEBHOOK_ALLOWED_URLS)",
                 Kind.INVALID,
