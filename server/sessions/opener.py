@@ -28,6 +28,7 @@ from pipeline.silero import SileroBatcher
 from pipeline.vad import VadParams
 from pipeline.watchdog import DeadAirCounts, DeadAirWatchdog
 from server.auth.caller import CONVERSE, Caller, open_access
+from server.cluster.plane import ControlPlane
 from server.config import Settings
 from server.observe.sessions import SessionWatch
 from server.persistence.writer import TRANSIENT as DB_DOWN
@@ -85,11 +86,13 @@ class SessionOpener:
         live: LiveSessions,
         traces: SessionTraces | None = None,
         recordings: Recordings | None = None,
+        cluster: ControlPlane | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
         self.store, self.live = store, live
         self.traces = traces or SessionTraces.off(providers)
         self.recordings = recordings
+        self.cluster = cluster  # None: this process alone (no leases, local limits only)
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
         self.dead_air = DeadAirParams(
@@ -228,6 +231,16 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             raise
+        if self.cluster is not None:  # the same checks, cluster-wide, and the session's lease
+            try:
+                await self.cluster.claim(
+                    record.id, tenant, opened.edge, limits if admitted else None
+                )
+            except BaseException:
+                self.live.remove(session)
+                if admitted:
+                    self.admission.release(tenant)
+                raise
         watch = SessionWatch(session, edge=opened.edge, tenant=tenant)  # metrics, log context
         traced = self.traces.start(session, opened)
         session.start()
@@ -258,14 +271,28 @@ class SessionOpener:
             else:
                 self.store.disconnected(record)
             self.live.remove(session)
+            if self.cluster is not None:
+                self.cluster.release(record.id)  # once the records above are stored
             watch.detach()
 
     async def hang_up(self, record: SessionRecord, reason: str) -> None:
-        """End a session for good (EndSession, admin): its live stream, if any, is closed."""
+        """End a session for good (EndSession, admin): its live stream, if any, is closed,
+        in this process or in the one that owns it."""
+        if self.live.get(record.id, record.tenant_id) is None and self.cluster is not None:
+            lease = await self.cluster.holder(record.id)
+            if lease is not None and lease.owner_id != self.cluster.owner_id:
+                if lease.tenant_id == record.tenant_id:
+                    args = {"session_id": record.id, "tenant_id": record.tenant_id}
+                    await self.cluster.tell_owner(lease, "end", {**args, "reason": reason})
+        await self.hang_up_here(record, reason)
+
+    async def hang_up_here(self, record: SessionRecord, reason: str) -> bool:
+        """`hang_up` in this process only; True if a live stream here was closed."""
         self.store.end(record, reason or EndReason.ENDED_BY_REQUEST)
         live = self.live.get(record.id, record.tenant_id)
         if live is not None:
             await live.close(reason=EndReason.HANG_UP)
+        return live is not None
 
     async def _cap(self, session: VoiceSession, max_s: float) -> None:
         """End a live session at its maximum duration, warning the client first."""

@@ -137,6 +137,10 @@ class SessionStore:
             )
         )
 
+    def forget(self, session_id: str) -> None:
+        """Drop the cached copy: another process has just changed the session."""
+        self._cache.pop(session_id, None)
+
     def recorder(self, record: SessionRecord) -> SessionRecorder:
         return SessionRecorder(self.writer, record.id)
 
