@@ -7,7 +7,7 @@ interrupted reply is stored as its spoken prefix.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pipeline.providers.base import ChatMessage
 from pipeline.turn import Turn
@@ -31,6 +31,13 @@ class Conversation:
         self.live: Turn | None = None
         # Told of every closed turn and what was heard of it (persistence hooks in here).
         self.on_turn_closed: Callable[[Turn, str], None] | None = None
+        # Awaited before a closed turn is reported complete: persistence makes it durable
+        # (bounded), so a turn the client saw completed survives a crash of this process.
+        self.turn_stored: Callable[[], Awaitable[object]] | None = None
+
+    async def stored(self) -> None:
+        if self.turn_stored is not None:
+            await self.turn_stored()
 
     def open_turn(self, user_text: str, speech_end_at: float) -> Turn:
         """Commit a user input as a new turn; the caller has closed any live turn first."""

@@ -70,6 +70,7 @@ class VoiceSession:
         self.events = EventSink()
         if recorder is not None:
             conversation.on_turn_closed = recorder.turn_closed
+            conversation.turn_stored = getattr(recorder, "stored", None)
             self.events.on_state = recorder.state_changed
         out = options.output_format
         self.output = OutputOperator(

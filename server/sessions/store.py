@@ -21,6 +21,7 @@ from server.persistence.writer import Write, WriteBehindWriter
 from server.sessions.errors import Kind, RequestError
 
 CACHE_SIZE = 10_000
+STORED_WAIT_S = 1.0  # longest a turn_completed event waits for its turn to be stored
 
 
 def utcnow() -> datetime:
@@ -56,6 +57,13 @@ class SessionRecorder:
 
     def state_changed(self, state: State) -> None:
         self.writer.submit(records.state_changed(self.session_id, state, utcnow()))
+
+    async def stored(self) -> None:
+        """Wait (bounded) until the turns handed over so far are in the database, so a
+        completed turn survives a crash of this process; no wait while the database is down
+        (the records stay queued)."""
+        if self.writer.connected:
+            await self.writer.flush(STORED_WAIT_S)
 
 
 class SessionStore:
