@@ -129,9 +129,12 @@ class Core:
         if self.live.get(sid, tenant) is None:
             return False
         record = await self.store.get(sid, tenant)
-        return record is not None and await self.opener.hang_up_here(
+        if record is None or not await self.opener.hang_up_here(
             record, str(args.get("reason") or "")
-        )
+        ):
+            return False
+        await self.writer.flush(2.0)  # stored before the sender reads the session back
+        return True
 
     async def _evict(self, args: dict) -> bool:
         """Another process ended a stream on this session: a cached copy here is stale."""

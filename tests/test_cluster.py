@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 
 import grpc
@@ -214,3 +216,58 @@ def test_admission_decision(seen, tenant, kind, message):
         assert got is None
     else:
         assert got is not None and got.kind == kind and message in str(got)
+
+
+class Authorized:
+    """A VoiceAgentService stub whose calls carry an API key."""
+
+    def __init__(self, replica: Replica, key: str) -> None:
+        self.stub, self.metadata = replica.stub, (("authorization", f"Bearer {key}"),)
+
+    def Converse(self, requests):  # noqa: N802 - the RPC's name
+        return self.stub.Converse(requests, metadata=self.metadata)
+
+
+async def test_tenant_limits_hold_across_replicas(cluster_env):
+    env = {**cluster_env, "TENANT_MAX_SESSIONS": "1", "TENANT_STARTS_PER_MINUTE": "3"}
+    created = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.keys", "create", "--tenant", "acme",
+        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(created.communicate(), 60)
+    assert created.returncode == 0
+    key = out.decode().split()[-1]
+    a, b = await two(env)
+    try:
+        on = {r.name: Authorized(r, key) for r in (a, b)}
+        headers = {"Authorization": f"Bearer {key}"}
+
+        async def one_live_then_end(first: str, second: str) -> None:
+            convo = Conversation(on[first], config(input_rate=None))
+            sid = (await convo.until("session_started")).session_started.session_id
+            other = Conversation(on[second], config(input_rate=None))
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await other.until("session_started")
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "tenant 'acme' is at its limit of 1 live sessions" in info.value.details()
+            convo.close_input()
+            await convo.rest()
+            async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+
+                async def freed():
+                    got = await http.get(f"{a.http_url}/sessions/{sid}")
+                    return not got.json()["live"]
+
+                await until(freed, "the tenant's session to end")
+
+        await one_live_then_end("replica-a", "replica-b")  # start 1
+        await one_live_then_end("replica-b", "replica-a")  # start 2
+        await one_live_then_end("replica-a", "replica-b")  # start 3
+        # The refused attempts were not starts; a fourth start in the minute is refused.
+        fourth = Conversation(on["replica-b"], config(input_rate=None))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await fourth.until("session_started")
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "may start 3 sessions per minute" in info.value.details()
+    finally:
+        await asyncio.gather(a.stop(), b.stop())

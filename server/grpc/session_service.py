@@ -125,11 +125,10 @@ class SessionService(pb_grpc.SessionServiceServicer):
             checks.bounded_text(request.reason, "reason", checks.MAX_NAME_CHARS)
             sid = ids.strict(request.session_id)
             caller.require(CONVERSE, sid)
-            with database_errors():
-                record = await self.opener.store.get(sid, caller.tenant_id)
+            with database_errors():  # on whichever server process the session is live
+                record = await self.opener.end_session(sid, caller.tenant_id, request.reason)
             if record is None:
                 raise RequestError(f"session {request.session_id} not found", Kind.NOT_FOUND)
-            await self.opener.hang_up(record, request.reason)
             row = await self.reads.session(caller.tenant_id, record.id)
             return sessions_pb2.EndSessionResponse(session=session_message(row))
 

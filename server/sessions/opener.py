@@ -275,16 +275,31 @@ class SessionOpener:
                 self.cluster.release(record.id)  # once the records above are stored
             watch.detach()
 
+    async def end_session(self, session_id: str, tenant: str, reason: str) -> SessionRecord | None:
+        """EndSession: end the stored session of `tenant` for good and close its live stream,
+        here or in the server process that owns it (None: no such session). A session just
+        started elsewhere may not be stored yet: its owner ends it and stores it first."""
+        record = await self.store.get(session_id, tenant)
+        lease = None
+        if self.cluster is not None and self.live.get(session_id, tenant) is None:
+            lease = await self.cluster.holder(session_id)
+            if lease is not None and (
+                lease.owner_id == self.cluster.owner_id or lease.tenant_id != tenant
+            ):
+                lease = None
+        if lease is not None and self.cluster is not None:
+            args = {"session_id": session_id, "tenant_id": tenant, "reason": reason}
+            if await self.cluster.tell_owner(lease, "end", args):  # acts, stores, then answers
+                self.store.forget(session_id)
+                record = await self.store.get(session_id, tenant)
+        if record is not None:
+            await self.hang_up_here(record, reason)  # idempotent: the first reason stays
+        return record
+
     async def hang_up(self, record: SessionRecord, reason: str) -> None:
-        """End a session for good (EndSession, admin): its live stream, if any, is closed,
-        in this process or in the one that owns it."""
-        if self.live.get(record.id, record.tenant_id) is None and self.cluster is not None:
-            lease = await self.cluster.holder(record.id)
-            if lease is not None and lease.owner_id != self.cluster.owner_id:
-                if lease.tenant_id == record.tenant_id:
-                    args = {"session_id": record.id, "tenant_id": record.tenant_id}
-                    await self.cluster.tell_owner(lease, "end", {**args, "reason": reason})
-        await self.hang_up_here(record, reason)
+        """End a session for good (admin): its live stream, if any, is closed, in this
+        process or in the one that owns it."""
+        await self.end_session(record.id, record.tenant_id, reason)
 
     async def hang_up_here(self, record: SessionRecord, reason: str) -> bool:
         """`hang_up` in this process only; True if a live stream here was closed."""
