@@ -73,6 +73,7 @@ async def refused(replica: Replica, **fields) -> grpc.aio.AioRpcError:
     convo = Conversation(replica.stub, config(input_rate=None, **fields))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await convo.until("session_started")
+    convo.close_input()
     return info.value
 
 

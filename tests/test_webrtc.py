@@ -107,3 +107,10 @@ async def test_ice_timeout_page_close_resume_and_shutdown_clean_up(scenario):
     assert r["after_shutdown_calls"] == 0
     assert r["shutdown_row"] == {"ended": False, "state": "disconnected"}
     assert r["open_peer_connections"] == 0
+
+
+async def test_a_call_on_one_server_is_listed_and_hung_up_through_another(scenario):
+    r = await scenario("cluster")
+    assert r["listed_on_b"] == [{"pc_id": r["pc_id"], "server": "server-a"}]
+    assert r["hang_up_on_b"] == 204 and r["unknown_on_b"] == 404
+    assert r["row"]["ended"] and r["row"]["end_reason"] == "hang_up"
