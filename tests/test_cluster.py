@@ -4,11 +4,13 @@ server: the control plane (server/cluster, docs/cluster.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from server.cluster.leases import Counts, refusal
+from server.persistence.database import EmbeddedPostgres
 from server.sessions.errors import Kind
 from server.sessions.limits import TenantLimits
 from testing.cluster import Replica, start_replica
@@ -272,3 +275,43 @@ async def test_tenant_limits_hold_across_replicas(cluster_env):
         assert "may start 3 sessions per minute" in info.value.details()
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_database_down_streams_still_open_and_take_their_lease_when_it_is_back(
+    start_server, tmp_path
+):
+    """Degraded mode: one process's view while the database is down, leases claimed after."""
+    pg = EmbeddedPostgres(tmp_path)
+    url = await asyncio.to_thread(pg.start)
+    try:
+        agent = await start_server(
+            database_url=url, cluster_lease_s=LEASE_S, cluster_heartbeat_s=0.2
+        )
+        core = agent.server.core
+        await asyncio.to_thread(pg.stop)
+        assert not await core.db_health.check()
+        convo = Conversation(agent.stub, config(input_rate=None))
+        convo.send(text("Hello while the database is down"))
+        done = await convo.until("turn_completed")
+        sid = convo.of("session_started")[0].session_id
+        assert done.turn_completed.agent_text == "You said: Hello while the database is down."
+
+        await asyncio.to_thread(pg.restart)
+
+        async def leased():
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                conn = await asyncpg.connect(url)
+                try:
+                    return await conn.fetchval(
+                        "SELECT owner_id FROM session_leases WHERE session_id = $1", sid
+                    )
+                finally:
+                    await conn.close()
+            return None
+
+        assert await until(leased, "the heartbeat to claim the lease") == core.cluster.owner_id
+        convo.close_input()
+        await convo.rest()
+        await agent.server.stop()
+    finally:
+        await asyncio.to_thread(pg.stop)
