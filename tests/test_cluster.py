@@ -167,10 +167,21 @@ async def test_the_global_limit_holds_with_streams_split_over_both_replicas(clus
 
 async def test_kill_9_owner_session_resumable_on_b_within_the_lease_with_its_turns(replicas):
     a, b = replicas
-    convo, sid = await started(a)
-    for words in ("one pizza", "two pizzas"):
-        convo.send(text(words))
-        await convo.until("turn_completed", lambda t, w=words: w in t.user_text)
+    # The session starts on B (so B has it cached), then moves to A.
+    first, sid = await started(b)
+    first.send(text("one pizza"))
+    await first.until("turn_completed")
+    first.close_input()
+    await first.rest()
+    async with httpx.AsyncClient(timeout=10) as http:
+
+        async def not_live():
+            return not (await http.get(f"{a.http_url}/sessions/{sid}")).json()["live"]
+
+        await until(not_live, "B's stream to be released")
+    convo, _ = await started(a, session_id=sid)
+    convo.send(text("two pizzas"))
+    await convo.until("turn_completed")
     a.kill()
     killed = time.monotonic()
 

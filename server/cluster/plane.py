@@ -107,6 +107,12 @@ class ControlPlane:
         except BaseException:
             self.held.pop(session_id, None)
             raise
+        else:  # the session changes here now: copies other processes cached are stale
+            task = asyncio.create_task(
+                self.control.broadcast("evict", {"session_id": session_id}), name="evict"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def describe(self, session_id: str, detail: Detail) -> None:
         """What other processes list for this live session (its edge's view); refreshed by
