@@ -1,7 +1,8 @@
 """voiceagent.v1.SessionService: stored sessions and transcripts over gRPC.
 
 The reads are the core's `SessionReads` (the same ones REST /sessions uses); EndSession is the
-opener's hang-up, so a live stream on the session ends on whatever edge it runs.
+opener's end_session, so a live stream on the session ends on whatever edge and server
+process it runs (docs/cluster.md).
 """
 
 from __future__ import annotations

@@ -296,13 +296,9 @@ class SessionOpener:
             await self.hang_up_here(record, reason)  # idempotent: the first reason stays
         return record
 
-    async def hang_up(self, record: SessionRecord, reason: str) -> None:
-        """End a session for good (admin): its live stream, if any, is closed, in this
-        process or in the one that owns it."""
-        await self.end_session(record.id, record.tenant_id, reason)
-
     async def hang_up_here(self, record: SessionRecord, reason: str) -> bool:
-        """`hang_up` in this process only; True if a live stream here was closed."""
+        """End a session for good in this process (EndSession, admin): its live stream here,
+        if any, is closed; True if there was one."""
         self.store.end(record, reason or EndReason.ENDED_BY_REQUEST)
         live = self.live.get(record.id, record.tenant_id)
         if live is not None:
