@@ -24,6 +24,7 @@ from server.sessions.errors import Kind
 from server.sessions.limits import TenantLimits
 from testing.cluster import Replica, start_replica
 from testing.converse_client import Conversation, config, text
+from testing.settings import test_settings
 
 LEASE_S = 2.0
 WAIT_S = 15.0  # upper bound for a condition to show; a hang fails instead of blocking
@@ -326,3 +327,10 @@ async def test_database_down_streams_still_open_and_take_their_lease_when_it_is_
         await agent.server.stop()
     finally:
         await asyncio.to_thread(pg.stop)
+
+
+def test_a_heartbeat_not_shorter_than_the_lease_is_refused_at_start_up():
+    with pytest.raises(
+        ValueError, match="CLUSTER_HEARTBEAT_S must be shorter than CLUSTER_LEASE_S"
+    ):
+        test_settings(None, cluster_lease_s=2.0, cluster_heartbeat_s=2.0)
