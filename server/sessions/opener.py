@@ -28,6 +28,7 @@ from pipeline.silero import SileroBatcher
 from pipeline.vad import VadParams
 from pipeline.watchdog import DeadAirCounts, DeadAirWatchdog
 from server.auth.caller import CONVERSE, Caller, open_access
+from server.cluster.leases import busy
 from server.cluster.plane import ControlPlane
 from server.config import Settings
 from server.observe.sessions import SessionWatch
@@ -184,6 +185,10 @@ class SessionOpener:
                 Kind.UNAVAILABLE,
             ) from None
         if record is None:
+            if self.cluster is not None:  # live in another process, and not stored yet
+                lease = await self.cluster.holder(session_id)
+                if lease is not None and lease.tenant_id == tenant:
+                    raise busy(session_id)
             raise RequestError(f"session {session_id} not found", Kind.NOT_FOUND)
         if record.ended_at is not None:
             raise RequestError(
