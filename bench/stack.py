@@ -89,6 +89,7 @@ def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
             "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
             "MAX_SESSIONS": "10000",
             "SHUTDOWN_GRACE_S": "1",
+            "WORKERS": "1",  # one process (WORKERS defaults to the number of cores)
         }
         module, args = "server", []
         if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit

@@ -33,6 +33,7 @@ from server.observe.providers import counted
 from server.providers import build_providers
 from server.sessions.traces import SessionTraces
 from server.tracing import Tracing
+from server.workers import role
 from webrtc_bridge.bridge import Bridge
 from webrtc_bridge.routes import router as webrtc_router
 
@@ -97,11 +98,14 @@ class VoiceServer:
             auth_on=core.auth.enabled,
             allow_unauthenticated=settings.allow_unauthenticated,
         )
+        worker = role.worker()
         self.grpc = server = grpc.aio.server(
             interceptors=[*grpc_tracing(tracing.provider), AuthInterceptor(core.auth)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                # Only workers share a port (their parent holds it, server/workers/ports.py);
+                # one process on its own fails on a busy port instead of silently sharing it.
+                ("grpc.so_reuseport", 1 if worker else 0),
             ],
         )
         pb_grpc.add_VoiceAgentServiceServicer_to_server(VoiceAgentService(core.opener), server)
@@ -114,12 +118,15 @@ class VoiceServer:
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{grpc_host}:{settings.grpc_port}"
-        if tls:
-            self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
-        else:
-            self.port = server.add_insecure_port(address)
+        try:
+            if tls:
+                self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind ...; set GRPC_VERBOSITY=debug"
+            self.port = 0
         if self.port == 0:
-            raise RuntimeError(f"cannot bind gRPC to {address}")
+            raise RuntimeError(f"cannot bind gRPC to {address}: port in use or address not local")
         await server.start()
         # SERVING while the database answers, NOT_SERVING while it does not (what GET /health
         # says too: both follow core.db_health). After graceful shutdown begins, set is a no-op.
@@ -133,6 +140,7 @@ class VoiceServer:
             http_host,
             settings.http_port,
             shutdown_grace_s=settings.shutdown_grace_s,
+            worker=worker[0] if worker else None,
             tls=(settings.tls_cert_file, settings.tls_key_file)
             if settings.tls_cert_file and settings.tls_key_file
             else None,

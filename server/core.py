@@ -31,8 +31,17 @@ from server.sessions.live import LiveSessions
 from server.sessions.opener import SessionOpener
 from server.sessions.reads import SessionReads
 from server.sessions.store import SessionStore
+from server.sessions.tools import ToolCatalog
+from server.workers.role import worker
 
 log = logging.getLogger(__name__)
+
+
+def owner_id(configured: str) -> str:
+    """CLUSTER_OWNER_ID, made unique per worker (the workers of a parent share its
+    environment); "" lets the control plane pick host-pid-random."""
+    me = worker()
+    return f"{configured}-w{me[0]}" if configured and me else configured
 
 
 @dataclass(kw_only=True)
@@ -56,6 +65,7 @@ class Core:
     async def open(cls, settings: Settings, providers: Providers) -> Core:
         """Open the database (raises DatabaseUnavailable) and wire the core around it."""
         recordings = Recordings(settings)  # first: a bad RECORDING_HOOK fails before the DB
+        tools = ToolCatalog(settings)  # and a bad TOOLS_FILE
         db = await Database.open(
             settings.database_url,
             settings.data_dir,
@@ -71,7 +81,7 @@ class Core:
         cluster = ControlPlane(
             db.pool,
             db.url,
-            owner_id=settings.cluster_owner_id,
+            owner_id=owner_id(settings.cluster_owner_id),
             lease_s=settings.cluster_lease_s,
             heartbeat_s=settings.cluster_heartbeat_s,
             max_sessions=settings.max_sessions,
@@ -86,6 +96,7 @@ class Core:
             store=store,
             live=live,
             cluster=cluster,
+            tools=tools,
         )
         opener.recordings = recordings
         opener.on_dead_air = DeadAirCounts(then=metrics.dead_air)  # voiceagent_dead_air_total
@@ -187,6 +198,7 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.recordings.aclose()  # every stream has ended: finish their files
+        await self.opener.tools.aclose()
         await self.batcher.aclose()
         await self.providers.aclose()
         await self.writer.close()

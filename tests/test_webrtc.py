@@ -109,6 +109,22 @@ async def test_ice_timeout_page_close_resume_and_shutdown_clean_up(scenario):
     assert r["open_peer_connections"] == 0
 
 
+async def test_client_tool_over_the_data_channel_then_end_call_hangs_up(scenario):
+    r = await scenario("tools")
+    assert (
+        r["tool_call"]["name"] == "get_weather" and r["tool_call"]["runner"] == "TOOL_RUNNER_CLIENT"
+    )
+    assert r["first_call_arguments"] == {"city": "Paris"}
+    bad = r["bad_result_error"]
+    assert bad["code"] == "ERROR_CODE_INVALID_TOOL_RESULT" and "nope" in bad["message"]
+    assert r["done"] == [
+        ["get_weather", "TOOL_OUTCOME_COMPLETED", '{"sky": "sun"}'],
+        ["end_call", "TOOL_OUTCOME_COMPLETED", '{"ok": true}'],
+    ]
+    assert r["second_request_tail"]["role"] == "tool"
+    assert r["row"] == {"ended": True, "end_reason": "agent_hung_up", "state": "ended"}
+
+
 async def test_a_call_on_one_server_is_listed_and_hung_up_through_another(scenario):
     r = await scenario("cluster")
     assert r["listed_on_b"] == [{"pc_id": r["pc_id"], "server": "server-a"}]

@@ -123,7 +123,7 @@ def dead_air(stage: str) -> None:
 
 
 def tool_call(outcome: str) -> None:
-    """A tool call finished with `outcome` (e.g. "ok", "error", "timeout")."""
+    """A tool call finished with `outcome`: completed, failed, timed_out or cancelled."""
     TOOL_CALLS.labels(outcome).inc()
 
 

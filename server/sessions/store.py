@@ -14,6 +14,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.providers.base import ChatMessage
+from pipeline.tools.lifecycle import ToolCall
 from pipeline.turn import State, Turn
 from server.persistence import queries, records
 from server.persistence.database import Database
@@ -64,6 +65,9 @@ class SessionRecorder:
         (the records stay queued)."""
         if self.writer.connected:
             await self.writer.flush(STORED_WAIT_S)
+
+    def tool_call_done(self, call: ToolCall) -> None:
+        self.writer.submit(records.tool_call_done(self.session_id, call, utcnow()))
 
 
 class SessionStore:

@@ -25,11 +25,13 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from testing.fakes.chat_script import ScriptedReply, reply_chunks
+
 ENDPOINTS = ("transcriptions", "chat", "speech", "models")
 TTS_RATE = 24_000
 CREATED = 1_700_000_000  # fixed timestamp keeps responses byte-for-byte deterministic
 # A handler answers with a whole response, or (content type, body chunks, delay between chunks).
-Reply = web.Response | tuple[str, list[bytes], float]
+Reply = web.Response | tuple[str, list[Any], float]
 _ERROR_KINDS = {
     401: ("invalid_request_error", "invalid_api_key"),  # (type, code) as OpenAI sends
     429: ("requests", "rate_limit_exceeded"),
@@ -155,13 +157,23 @@ def _text_of(content: Any) -> str:
     return content or ""
 
 
+async def _first(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 class FakeOpenAI:
     """Scriptable OpenAI-compatible server on 127.0.0.1 (random port).
 
     Public attributes (set them freely before or between requests):
 
     - ``transcripts`` / ``default_transcript``: STT results, popped per request.
-    - ``chat_replies``: chat replies, popped per request; default "You said: {last user}.".
+    - ``chat_replies``: chat replies (strings or chat_script.ScriptedReply with tool calls
+      and pauses), popped per request; default "You said: {last user}.".
     - ``latency``: seconds before a response starts, keys "transcriptions", "chat", "speech".
     - ``chat_token_delay``: seconds between streamed chat chunks.
     - ``tts_ms_per_char`` (speech lasts max(100 ms, len(input) * it)), ``tts_chunk_bytes``,
@@ -172,7 +184,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.transcripts: collections.deque[str] = collections.deque()
         self.default_transcript = "hello there"
-        self.chat_replies: collections.deque[str] = collections.deque()
+        self.chat_replies: collections.deque[str | ScriptedReply] = collections.deque()
         self.latency: dict[str, float] = {"transcriptions": 0.0, "chat": 0.0, "speech": 0.0}
         self.chat_token_delay = 0.0
         self.tts_ms_per_char = 20.0
@@ -281,6 +293,11 @@ class FakeOpenAI:
             resp = web.StreamResponse(headers={"Content-Type": content_type})
             await resp.prepare(request)
             for i, chunk in enumerate(chunks):
+                if isinstance(chunk, ScriptedReply):  # a scripted pause: wait for the test
+                    chunk.paused.set()
+                    assert chunk.pause is not None
+                    await _first(chunk.pause.wait(), self._stopping.wait())
+                    continue
                 if cut is not None and i >= cut:
                     return self._drop(request, resp)
                 if i and delay > 0 and not await self._sleep(delay):
@@ -321,18 +338,15 @@ class FakeOpenAI:
             return openai_error(400, "'messages' must be a non-empty array.")
         user = [m for m in messages if m.get("role") == "user"]
         last = _text_of(user[-1].get("content")) if user else ""
-        reply = self.chat_replies.popleft() if self.chat_replies else f"You said: {last}."
+        scripted = self.chat_replies.popleft() if self.chat_replies else f"You said: {last}."
+        reply = scripted if isinstance(scripted, ScriptedReply) else ScriptedReply(scripted)
         model, cid = body.get("model", "gpt-4o-mini"), f"chatcmpl-fake{self.calls['chat']}"
-        pieces = re.findall(r"\S+\s*", reply)
+        n_out = len(re.findall(r"\S+\s*", reply.text)) + len(reply.tool_calls)
         n_in = sum(len(_text_of(m.get("content")).split()) for m in messages)
-        usage = {
-            "prompt_tokens": n_in,
-            "completion_tokens": len(pieces),
-            "total_tokens": n_in + len(pieces),
-        }
+        usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
         head = {"id": cid, "created": CREATED, "model": model}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": reply, "refusal": None}
+            message = {"role": "assistant", "content": reply.text, "refusal": None}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
             return web.json_response(
                 {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
@@ -350,8 +364,7 @@ class FakeOpenAI:
                 obj["usage"] = usage
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
-        chunks = [sse({"role": "assistant", "content": ""})]
-        chunks += [sse({"content": p}) for p in pieces] + [sse({}, "stop")]
+        chunks, _ = reply_chunks(reply, sse, self.calls["chat"])
         if include_usage:
             chunks.append(sse(None, usage=usage))
         return "text/event-stream", [*chunks, b"data: [DONE]\n\n"], self.chat_token_delay
