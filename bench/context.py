@@ -54,6 +54,8 @@ class BenchConfig:
     offline_listen_s: float = 1.5  # after the first agent audio, then an INTERRUPT (next turn)
     offline_model_items: int = 3  # sentences for STT/TTS, prompts for the LLM, per run
     offline_llm_tokens: int = 48  # max tokens per prompt for the tokens/s figure
+    # 9. cluster control latency (two replicas, one Postgres)
+    cluster_rounds: int = 200  # EndSession rounds per run, remote and local interleaved
     results_dir: Path = ROOT / "bench" / "results"
     profile_dir: Path | None = None  # run each server under cProfile, one .prof file each
 
@@ -88,6 +90,7 @@ class BenchConfig:
             offline_listen_s=0.3,
             offline_model_items=1,
             offline_llm_tokens=8,
+            cluster_rounds=10,
         )
         return replace(base, **overrides)
 

@@ -12,7 +12,7 @@ when it comes and marked unanswered until a chat request has seen it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pipeline.providers.base import ChatMessage, ToolCallRequest
 from pipeline.tools.lifecycle import Outcome, ToolCall
@@ -38,6 +38,13 @@ class Conversation:
         # Told of every closed turn and what was heard of it (persistence hooks in here).
         self.on_turn_closed: Callable[[Turn, str], None] | None = None
         self.unanswered = False  # a late tool result no chat request has seen yet
+        # Awaited before a closed turn is reported complete: persistence makes it durable
+        # (bounded), so a turn the client saw completed survives a crash of this process.
+        self.turn_stored: Callable[[], Awaitable[object]] | None = None
+
+    async def stored(self) -> None:
+        if self.turn_stored is not None:
+            await self.turn_stored()
 
     def open_turn(self, user_text: str, speech_end_at: float) -> Turn:
         """Commit a user input as a new turn; the caller has closed any live turn first."""

@@ -85,6 +85,7 @@ class VoiceSession:
         self.tools.known_ids = {m.tool_call_id for m in conversation.history if m.tool_call_id}
         if recorder is not None:
             conversation.on_turn_closed = recorder.turn_closed
+            conversation.turn_stored = getattr(recorder, "stored", None)
             self.events.on_state = recorder.state_changed
             self.tools.on_done = recorder.tool_call_done
         out = options.output_format

@@ -155,6 +155,22 @@ class Settings(BaseSettings):
         description="How often the database is probed (gRPC health follows it) and an embedded "
         "Postgres checked, and restarted if it died.",
     )
+    # The control plane (server/cluster, docs/cluster.md): processes on one database as one.
+    cluster_owner_id: str = Field(
+        "",
+        max_length=100,
+        description="This process's id in the lease table; empty = host-pid-random.",
+    )
+    cluster_lease_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="A live session's lease lasts this long unless its owner renews it; a "
+        "session whose owner died is resumable elsewhere after at most this.",
+    )
+    cluster_heartbeat_s: float = Field(
+        1.0, gt=0, le=60, description="How often a process renews its leases (< CLUSTER_LEASE_S)."
+    )
     # Call recordings (server/recordings, docs/recordings.md): stereo WAV files, caller left,
     # agent right, under DATA_DIR/recordings/<tenant>/<session id>/.
     record_sessions: bool = Field(
@@ -279,4 +295,13 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.cluster_heartbeat_s >= self.cluster_lease_s:
+            raise ValueError(
+                "CLUSTER_HEARTBEAT_S must be shorter than CLUSTER_LEASE_S, or leases expire "
+                "between renewals"
+            )
         return self

@@ -19,6 +19,7 @@ from pipeline.providers.base import Providers
 from pipeline.silero import SileroBatcher
 from pipeline.watchdog import DeadAirCounts
 from server.auth.authenticator import Authenticator
+from server.cluster.plane import ControlPlane
 from server.config import Settings
 from server.observe import metrics
 from server.persistence.database import Database
@@ -31,8 +32,16 @@ from server.sessions.opener import SessionOpener
 from server.sessions.reads import SessionReads
 from server.sessions.store import SessionStore
 from server.sessions.tools import ToolCatalog
+from server.workers.role import worker
 
 log = logging.getLogger(__name__)
+
+
+def owner_id(configured: str) -> str:
+    """CLUSTER_OWNER_ID, made unique per worker (the workers of a parent share its
+    environment); "" lets the control plane pick host-pid-random."""
+    me = worker()
+    return f"{configured}-w{me[0]}" if configured and me else configured
 
 
 @dataclass(kw_only=True)
@@ -49,6 +58,7 @@ class Core:
     reads: SessionReads
     auth: Authenticator
     recordings: Recordings
+    cluster: ControlPlane
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -68,6 +78,16 @@ class Core:
         writer.start()
         store = SessionStore(db, writer)
         live = LiveSessions(settings.max_sessions)
+        cluster = ControlPlane(
+            db.pool,
+            db.url,
+            owner_id=owner_id(settings.cluster_owner_id),
+            lease_s=settings.cluster_lease_s,
+            heartbeat_s=settings.cluster_heartbeat_s,
+            max_sessions=settings.max_sessions,
+            flush=lambda: writer.flush(5.0),
+            database_ok=lambda: db_health.healthy,
+        )
         batcher = SileroBatcher()
         opener = SessionOpener(
             settings=settings,
@@ -75,6 +95,7 @@ class Core:
             batcher=batcher,
             store=store,
             live=live,
+            cluster=cluster,
             tools=tools,
         )
         opener.recordings = recordings
@@ -95,10 +116,14 @@ class Core:
             store=store,
             live=live,
             opener=opener,
-            reads=SessionReads(store, live),
+            reads=SessionReads(store, live, cluster),
             auth=auth,
             recordings=recordings,
+            cluster=cluster,
         )
+        cluster.handle("end", core._end_here)
+        cluster.handle("evict", core._evict)
+        await cluster.start()
         core._tasks.append(asyncio.create_task(auth.run(), name="auth-refresh"))
         core._tasks.append(asyncio.create_task(metrics.sample_writer(writer), name="metrics"))
         if settings.session_idle_timeout_s > 0:
@@ -108,6 +133,26 @@ class Core:
                 asyncio.create_task(recordings.run_retention(), name="recording-retention")
             )
         return core
+
+    async def _end_here(self, args: dict) -> bool:
+        """Control command from another process: hang up a session live here."""
+        sid, tenant = str(args.get("session_id")), str(args.get("tenant_id"))
+        if self.live.get(sid, tenant) is None:
+            return False
+        record = await self.store.get(sid, tenant)
+        if record is None or not await self.opener.hang_up_here(
+            record, str(args.get("reason") or "")
+        ):
+            return False
+        await self.writer.flush(2.0)  # stored before the sender reads the session back
+        return True
+
+    async def _evict(self, args: dict) -> bool:
+        """Another process ended a stream on this session: a cached copy here is stale."""
+        sid = str(args.get("session_id"))
+        if sid not in self.live:
+            self.store.forget(sid)
+        return True
 
     def provider_names(self) -> dict[str, str]:
         p = self.providers
@@ -157,5 +202,6 @@ class Core:
         await self.batcher.aclose()
         await self.providers.aclose()
         await self.writer.close()
+        await self.cluster.aclose()  # after the last flush: then no lease of ours is left
         await self.db_health.stop()
         await self.db.close()

@@ -5,7 +5,8 @@
 Brings up the namespace's links (testing/webrtc_netns.py), the fake OpenAI and a VoiceServer
 with the bridge's routes, runs one scenario against them and prints `RESULT <json>` on
 stdout for the test to assert on. Modes: conversation (an aiortc caller speaks, types and
-barges in), bad_input, lifecycle (ICE timeout, page close, resume, shutdown), chromium, tools.
+barges in), bad_input, lifecycle (ICE timeout, page close, resume, shutdown), chromium, tools,
+cluster (two servers on one database: a call listed and hung up across them).
 """
 
 from __future__ import annotations
@@ -276,6 +277,34 @@ async def lifecycle(args: argparse.Namespace) -> dict:
         await conn.close()
     out["shutdown_row"] = {"ended": row["ended_at"] is not None, "state": row["state"]}
     out["open_peer_connections"] = open_peer_connections()
+    return out
+
+
+@mode
+async def cluster(args: argparse.Namespace) -> dict:
+    """Two servers on one database (two members of the control plane, docs/cluster.md): a
+    call on A is listed by B's GET /webrtc/calls, and hung up by a DELETE sent to B."""
+    out: dict = {}
+    async with (
+        stack(args.database_url, cluster_owner_id="server-a") as a,
+        stack(args.database_url, cluster_owner_id="server-b") as b,
+    ):
+        caller = Caller(a.base, MicTrack())
+        answer = await caller.call()
+        await caller.wait_for("session_started", timeout=10)
+        deadline = time.monotonic() + 10
+        while not (listed := (await b.calls())["calls"]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # polls B's listing until A's call shows
+        out["listed_on_b"] = [{"pc_id": c["pc_id"], "server": c["server"]} for c in listed]
+        out["pc_id"] = answer["pc_id"]
+        async with b.http() as http:
+            reply = await http.delete(f"/webrtc/calls/{answer['pc_id']}")
+            out["hang_up_on_b"] = reply.status_code
+            missing = await http.delete("/webrtc/calls/nosuchcall")
+            out["unknown_on_b"] = missing.status_code
+        out["cleanup_on_a_s"] = round(await a.wait_no_calls(), 2)
+        out["row"] = await a.session_row(answer["session_id"])
+        await caller.close()
     return out
 
 

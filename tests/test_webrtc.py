@@ -123,3 +123,10 @@ async def test_client_tool_over_the_data_channel_then_end_call_hangs_up(scenario
     ]
     assert r["second_request_tail"]["role"] == "tool"
     assert r["row"] == {"ended": True, "end_reason": "agent_hung_up", "state": "ended"}
+
+
+async def test_a_call_on_one_server_is_listed_and_hung_up_through_another(scenario):
+    r = await scenario("cluster")
+    assert r["listed_on_b"] == [{"pc_id": r["pc_id"], "server": "server-a"}]
+    assert r["hang_up_on_b"] == 204 and r["unknown_on_b"] == 404
+    assert r["row"]["ended"] and r["row"]["end_reason"] == "hang_up"

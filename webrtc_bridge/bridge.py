@@ -41,9 +41,11 @@ CODECS = "opus, PCMU, PCMA"
 
 class Bridge:
     def __init__(self, core: Core) -> None:
-        self.settings, self.opener = core.settings, core.opener
+        self.settings, self.opener, self.cluster = core.settings, core.opener, core.cluster
         self.calls: dict[str, Call] = {}
         self.peer_connections: set[RTCPeerConnection] = set()  # open ones, calls or not
+        # A hang-up (DELETE /webrtc/calls/{pc_id}) that landed on another server process.
+        self.cluster.handle("webrtc_hang_up", self._hang_up_command)
 
     async def answer(self, offer: OfferIn, caller: Caller) -> AnswerOut:
         """Accept an offer: a peer connection, a live session, and the SDP answer."""
@@ -126,6 +128,8 @@ class Bridge:
             tenant_id=caller.tenant_id,
         )
         self.calls[call.pc_id] = call
+        # What other server processes list in GET /webrtc/calls (docs/cluster.md).
+        self.cluster.describe(session.id, call.describe)
         pc.addTrack(call.track)  # joins the offer's audio transceiver
         call.start()
         return call
@@ -140,9 +144,31 @@ class Bridge:
                 raise SignallingError(f"ICE candidate not usable: {exc}") from None
 
     async def hang_up(self, pc_id: str, caller: Caller) -> None:
+        """Hang up a call of the caller's tenant, here or on the server process that has it."""
+        if pc_id not in self.calls:
+            for lease in await self.cluster.live(caller.tenant_id, "webrtc"):
+                if lease.detail.get("pc_id") == pc_id and lease.owner_id != self.cluster.owner_id:
+                    caller.require(CONVERSE, lease.session_id)
+                    if await self.cluster.tell_owner(lease, "webrtc_hang_up", {"pc_id": pc_id}):
+                        return
         call = self.get(pc_id, caller)
         caller.require(CONVERSE, call.session.id)
         await call.close(EndReason.HANG_UP)
+
+    async def _hang_up_command(self, args: dict) -> bool:
+        call = self.calls.get(str(args.get("pc_id")))
+        if call is None or call.ended:
+            return False
+        await call.close(EndReason.HANG_UP)
+        return True
+
+    async def remote_calls(self, tenant_id: str) -> list[dict]:
+        """Live calls of `tenant_id` on other server processes (their last heartbeat's view)."""
+        return [
+            {**lease.detail, "server": lease.owner_id}
+            for lease in await self.cluster.live(tenant_id, "webrtc")
+            if lease.owner_id != self.cluster.owner_id and lease.detail.get("pc_id")
+        ]
 
     def get(self, pc_id: str, caller: Caller) -> Call:
         """A live call of the caller's tenant (another tenant's is not found)."""

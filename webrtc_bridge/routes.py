@@ -96,13 +96,18 @@ async def hang_up(pc_id: str, request: Request, caller: CallerDep) -> Response:
 
 @router.get("/webrtc/calls", response_model=CallsOut, tags=["WebRTC"], responses=AUTH_ERRORS)
 async def calls(request: Request, caller: CallerDep) -> CallsOut:
-    """The caller's tenant's live calls with their connection state, traffic and pacing."""
+    """The caller's tenant's live calls with their connection state, traffic and pacing, on
+    every server process sharing the database (`server` says which; `peer_connections`
+    counts this process's)."""
     found = bridge(request)
     with http_errors():
         caller.require(READ, caller.session_id)
     mine = [c for c in found.calls.values() if c.tenant_id == caller.tenant_id]
+    here = found.cluster.owner_id
+    shown = [{**call.describe(), "server": here} for call in mine]
+    shown += await found.remote_calls(caller.tenant_id)  # other server processes' calls
     return CallsOut(
-        calls=[call.describe() for call in mine if caller.may_see(call.session.id)],
+        calls=[c for c in shown if caller.may_see(c["session_id"])],
         peer_connections=len(found.peer_connections),
     )
 

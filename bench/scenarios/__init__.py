@@ -11,6 +11,7 @@ ORDER = (
     "persistence",
     "offline",
     "webrtc",
+    "cluster",
 )
 
 for _name in ORDER:

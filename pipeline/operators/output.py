@@ -63,6 +63,7 @@ class OutputOperator(TurnOperator):
         said = self.conversation.close_turn(turn)
         if turn.interrupted:
             await self.events.interrupted(turn, said)
+        await self.conversation.stored()  # durable before the client hears it is complete
         await self.events.turn_completed(turn, said)
         if self.conversation.live is None:
             await self.events.set_state(State.LISTENING)

@@ -1,7 +1,8 @@
 """voiceagent.v1.SessionService: stored sessions and transcripts over gRPC.
 
 The reads are the core's `SessionReads` (the same ones REST /sessions uses); EndSession is the
-opener's hang-up, so a live stream on the session ends on whatever edge it runs.
+opener's end_session, so a live stream on the session ends on whatever edge and server
+process it runs (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -140,11 +141,10 @@ class SessionService(pb_grpc.SessionServiceServicer):
             checks.bounded_text(request.reason, "reason", checks.MAX_NAME_CHARS)
             sid = ids.strict(request.session_id)
             caller.require(CONVERSE, sid)
-            with database_errors():
-                record = await self.opener.store.get(sid, caller.tenant_id)
+            with database_errors():  # on whichever server process the session is live
+                record = await self.opener.end_session(sid, caller.tenant_id, request.reason)
             if record is None:
                 raise RequestError(f"session {request.session_id} not found", Kind.NOT_FOUND)
-            await self.opener.hang_up(record, request.reason)
             row = await self.reads.session(caller.tenant_id, record.id)
             return sessions_pb2.EndSessionResponse(session=session_message(row))
 

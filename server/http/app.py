@@ -116,7 +116,8 @@ def create_app(core: Core, *, grpc_port: int, grpc_services: list[str]) -> FastA
     )
     app.state.core = core
     app.state.grpc_port, app.state.grpc_services = grpc_port, grpc_services
-    app.state.ws = ws_registry.WsRegistry()
+    app.state.ws = registry = ws_registry.WsRegistry()
+    core.cluster.handle("ws_disconnect", registry.disconnect_command)  # from other processes
     app.state.started_at = time.monotonic()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

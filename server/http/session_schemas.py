@@ -61,6 +61,9 @@ class WsConnectionOut(BaseModel):
     messages_received: int
     messages_sent: int
     turns: int = Field(description="Completed turns on this connection.")
+    server: str = Field(
+        "", description="The server process serving it (its CLUSTER_OWNER_ID; docs/cluster.md)."
+    )
 
 
 class WsStatusOut(BaseModel):

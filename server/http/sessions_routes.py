@@ -23,14 +23,14 @@ from server.http.session_schemas import (
     TurnPage,
 )
 from server.sessions import checks, ids
-from server.sessions.reads import MAX_PAGE, SessionReads
+from server.sessions.reads import MAX_PAGE
 
 router = APIRouter(tags=["Sessions"])
 PageSize = Query(ge=1, le=MAX_PAGE, description=f"1..{MAX_PAGE}.")
 PageToken = Query(max_length=1000, description="next_page_token of the previous page.")
 
 
-def session_out(row, reads: SessionReads) -> SessionOut:
+def session_out(row, live: set[str]) -> SessionOut:
     return SessionOut(
         session_id=str(row["id"]),
         customer_id=row["customer_id"] or "",
@@ -41,7 +41,7 @@ def session_out(row, reads: SessionReads) -> SessionOut:
         ended_at=row["ended_at"],
         end_reason=row["end_reason"] or "",
         turn_count=row["turn_count"],
-        live=reads.is_live(str(row["id"])),
+        live=str(row["id"]) in live,  # on any server process (the control plane's leases)
     )
 
 
@@ -91,7 +91,9 @@ async def list_sessions(
     """The caller's tenant's sessions (a session-scoped token: its session only)."""
     caller.require(READ, caller.session_id)
     rows, token = await core.reads.sessions(caller.tenant_id, customer_id, page_size, page_token)
-    shown = [session_out(r, core.reads) for r in rows if caller.may_see(str(r["id"]))]
+    mine = [r for r in rows if caller.may_see(str(r["id"]))]
+    live = await core.reads.live_ids([str(r["id"]) for r in mine])
+    shown = [session_out(r, live) for r in mine]
     return SessionPage(sessions=shown, next_page_token=token)
 
 
@@ -107,7 +109,7 @@ async def get_session(session_id: str, core: CoreDep, caller: CallerDep) -> Sess
     sid = ids.client_chosen(session_id, caller.tenant_id)
     caller.require(READ, sid)
     row = await core.reads.session(caller.tenant_id, sid, session_id)
-    return session_out(row, core.reads)
+    return session_out(row, await core.reads.live_ids([str(row["id"])]))
 
 
 @router.get(

@@ -76,6 +76,8 @@ async def voice_agent_socket(
                 session_id, sid, client, session=session, tenant_id=caller.tenant_id
             )
             registry.add(conn)
+            # What other server processes list in GET /ws/status (docs/cluster.md).
+            core.cluster.describe(sid, lambda: conn.describe().model_dump(mode="json"))
             try:
                 socket = Socket(websocket, conn, EventRenderer(stream_audio))
                 await socket.serve(opened.resumed, core.provider_names())

@@ -70,6 +70,14 @@ class WsRegistry:
     def get(self, session_id: str) -> WsConnection | None:
         return self._by_session.get(session_id)
 
+    async def disconnect_command(self, args: dict) -> bool:
+        """POST /ws/disconnect sent here by another server process (the control plane)."""
+        conn = self.get(str(args.get("session_id")))
+        if conn is None:
+            return False
+        await conn.disconnect(1000, "disconnected by request")
+        return True
+
     def connections(self, tenant_id: str | None = None) -> list[WsConnection]:
         found = [c for c in self._by_session.values() if tenant_id in (None, c.tenant_id)]
         return sorted(found, key=lambda c: c.connected_at)

@@ -128,8 +128,10 @@ class Database:
         pool: asyncpg.Pool,
         embedded: EmbeddedPostgres | None,
         supervisor: PostgresSupervisor | None = None,
+        url: str = "",
     ) -> None:
         self.pool, self.embedded, self.supervisor = pool, embedded, supervisor
+        self.url = url  # for connections outside the pool (the control plane's LISTEN)
 
     @classmethod
     async def open(
@@ -166,7 +168,7 @@ class Database:
             else:
                 log.info("embedded Postgres in %s was started by another process; "
                          "that one restarts it if it dies", embedded.pgdata)  # fmt: skip
-        return cls(pool, embedded, supervisor)
+        return cls(pool, embedded, supervisor, url)
 
     async def close(self, stop_embedded: bool = True) -> None:
         if self.supervisor is not None:  # first, so it does not restart what is stopped next

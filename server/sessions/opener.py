@@ -29,6 +29,8 @@ from pipeline.tools.spec import ToolSpec
 from pipeline.vad import VadParams
 from pipeline.watchdog import DeadAirCounts, DeadAirWatchdog
 from server.auth.caller import CONVERSE, Caller, open_access
+from server.cluster.leases import busy
+from server.cluster.plane import ControlPlane
 from server.config import Settings
 from server.observe.sessions import SessionWatch
 from server.persistence.writer import TRANSIENT as DB_DOWN
@@ -90,6 +92,7 @@ class SessionOpener:
         live: LiveSessions,
         traces: SessionTraces | None = None,
         recordings: Recordings | None = None,
+        cluster: ControlPlane | None = None,
         tools: ToolCatalog | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
@@ -97,6 +100,7 @@ class SessionOpener:
         self.store, self.live = store, live
         self.traces = traces or SessionTraces.off(providers)
         self.recordings = recordings
+        self.cluster = cluster  # None: this process alone (no leases, local limits only)
         self.admission = TenantAdmission()
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
         self.dead_air = DeadAirParams(
@@ -189,6 +193,10 @@ class SessionOpener:
                 Kind.UNAVAILABLE,
             ) from None
         if record is None:
+            if self.cluster is not None:  # live in another process, and not stored yet
+                lease = await self.cluster.holder(session_id)
+                if lease is not None and lease.tenant_id == tenant:
+                    raise busy(session_id)
             raise RequestError(f"session {session_id} not found", Kind.NOT_FOUND)
         if record.ended_at is not None:
             raise RequestError(
@@ -238,6 +246,16 @@ class SessionOpener:
             if admitted:
                 self.admission.release(tenant)
             raise
+        if self.cluster is not None:  # the same checks, cluster-wide, and the session's lease
+            try:
+                await self.cluster.claim(
+                    record.id, tenant, opened.edge, limits if admitted else None
+                )
+            except BaseException:
+                self.live.remove(session)
+                if admitted:
+                    self.admission.release(tenant)
+                raise
         watch = SessionWatch(session, edge=opened.edge, tenant=tenant)  # metrics, log context
         traced = self.traces.start(session, opened)
         session.start()
@@ -268,14 +286,39 @@ class SessionOpener:
             else:
                 self.store.disconnected(record)
             self.live.remove(session)
+            if self.cluster is not None:
+                self.cluster.release(record.id)  # once the records above are stored
             watch.detach()
 
-    async def hang_up(self, record: SessionRecord, reason: str) -> None:
-        """End a session for good (EndSession, admin): its live stream, if any, is closed."""
+    async def end_session(self, session_id: str, tenant: str, reason: str) -> SessionRecord | None:
+        """EndSession: end the stored session of `tenant` for good and close its live stream,
+        here or in the server process that owns it (None: no such session). A session just
+        started elsewhere may not be stored yet: its owner ends it and stores it first."""
+        record = await self.store.get(session_id, tenant)
+        lease = None
+        if self.cluster is not None and self.live.get(session_id, tenant) is None:
+            lease = await self.cluster.holder(session_id)
+            if lease is not None and (
+                lease.owner_id == self.cluster.owner_id or lease.tenant_id != tenant
+            ):
+                lease = None
+        if lease is not None and self.cluster is not None:
+            args = {"session_id": session_id, "tenant_id": tenant, "reason": reason}
+            if await self.cluster.tell_owner(lease, "end", args):  # acts, stores, then answers
+                self.store.forget(session_id)
+                record = await self.store.get(session_id, tenant)
+        if record is not None:
+            await self.hang_up_here(record, reason)  # idempotent: the first reason stays
+        return record
+
+    async def hang_up_here(self, record: SessionRecord, reason: str) -> bool:
+        """End a session for good in this process (EndSession, admin): its live stream here,
+        if any, is closed; True if there was one."""
         self.store.end(record, reason or EndReason.ENDED_BY_REQUEST)
         live = self.live.get(record.id, record.tenant_id)
         if live is not None:
             await live.close(reason=EndReason.HANG_UP)
+        return live is not None
 
     async def _cap(self, session: VoiceSession, max_s: float) -> None:
         """End a live session at its maximum duration, warning the client first."""

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 
+from server.cluster.plane import ControlPlane
 from server.persistence import queries
 from server.persistence.queries import BadPageToken
 from server.persistence.writer import TRANSIENT as DB_DOWN
@@ -39,8 +40,10 @@ def database_errors() -> Iterator[None]:
 
 
 class SessionReads:
-    def __init__(self, store: SessionStore, live: LiveSessions) -> None:
-        self.store, self.live = store, live
+    def __init__(
+        self, store: SessionStore, live: LiveSessions, cluster: ControlPlane | None = None
+    ) -> None:
+        self.store, self.live, self.cluster = store, live, cluster
 
     async def _read(self, query: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         with database_errors():
@@ -80,3 +83,11 @@ class SessionReads:
 
     def is_live(self, session_id: str) -> bool:
         return session_id in self.live
+
+    async def live_ids(self, session_ids: list[str]) -> set[str]:
+        """Which of these sessions have a live stream in any process (this one's view if the
+        database is down)."""
+        local = {s for s in session_ids if s in self.live}
+        if self.cluster is None:
+            return local
+        return local | await self.cluster.live_ids(session_ids)

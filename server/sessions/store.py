@@ -22,6 +22,7 @@ from server.persistence.writer import Write, WriteBehindWriter
 from server.sessions.errors import Kind, RequestError
 
 CACHE_SIZE = 10_000
+STORED_WAIT_S = 1.0  # longest a turn_completed event waits for its turn to be stored
 
 
 def utcnow() -> datetime:
@@ -57,6 +58,13 @@ class SessionRecorder:
 
     def state_changed(self, state: State) -> None:
         self.writer.submit(records.state_changed(self.session_id, state, utcnow()))
+
+    async def stored(self) -> None:
+        """Wait (bounded) until the turns handed over so far are in the database, so a
+        completed turn survives a crash of this process; no wait while the database is down
+        (the records stay queued)."""
+        if self.writer.connected:
+            await self.writer.flush(STORED_WAIT_S)
 
     def tool_call_done(self, call: ToolCall) -> None:
         self.writer.submit(records.tool_call_done(self.session_id, call, utcnow()))
@@ -140,6 +148,10 @@ class SessionStore:
                 end_reason=row["end_reason"] or "",
             )
         )
+
+    def forget(self, session_id: str) -> None:
+        """Drop the cached copy: another process has just changed the session."""
+        self._cache.pop(session_id, None)
 
     def recorder(self, record: SessionRecord) -> SessionRecorder:
         return SessionRecorder(self.writer, record.id)
