@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import KW_ONLY, dataclass, field
@@ -41,11 +40,11 @@ from server.sessions.errors import Kind, RequestError
 from server.sessions.limits import TenantAdmission, TenantLimits
 from server.sessions.live import LiveSessions
 from server.sessions.store import SessionRecord, SessionStore
+from server.sessions.tenant_limits import TenantLimitsLookup
 from server.sessions.tools import ToolCatalog
 from server.sessions.traces import SessionTraces
 
 log = logging.getLogger(__name__)
-LIMITS_CACHE_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +101,7 @@ class SessionOpener:
         self.recordings = recordings
         self.cluster = cluster  # None: this process alone (no leases, local limits only)
         self.admission = TenantAdmission()
-        self._limits: dict[str, tuple[float, TenantLimits]] = {}
+        self._limits = TenantLimitsLookup(settings, store.db)
         self.dead_air = DeadAirParams(
             reply_s=settings.dead_air_reply_s,
             stage_s=settings.dead_air_stage_s,
@@ -331,25 +330,5 @@ class SessionOpener:
         await session.close(reason=EndReason.MAX_DURATION)
 
     async def limits(self, tenant: str) -> TenantLimits:
-        """The tenant's limits: its row in `tenants` where set, else the server's defaults."""
-        now = time.monotonic()
-        cached = self._limits.get(tenant)
-        if cached is not None and now - cached[0] < LIMITS_CACHE_S:
-            return cached[1]
-        s = self.settings
-        row = None
-        try:
-            row = await self.store.db.pool.fetchrow(
-                "SELECT max_sessions, starts_per_minute, max_session_s FROM tenants WHERE id = $1",
-                tenant,
-            )
-        except DB_DOWN:
-            if cached is not None:
-                return cached[1]
-        limits = TenantLimits(
-            max_sessions=(row and row["max_sessions"]) or s.tenant_max_sessions,
-            starts_per_minute=(row and row["starts_per_minute"]) or s.tenant_starts_per_minute,
-            max_session_s=float((row and row["max_session_s"]) or s.max_session_duration_s),
-        )
-        self._limits[tenant] = (now, limits)
-        return limits
+        """The tenant's limits (tenant_limits.py)."""
+        return await self._limits.get(tenant)
