@@ -26,6 +26,7 @@ EXPECTED = [  # smoke runs N=2 for live sessions and voice-to-voice, N=1 and 4 o
     "persistence.p99_ratio", "offline.stt_rtf", "offline.llm_first_token",
     "offline.llm_tokens_per_s", "offline.tts_rtf", "offline.n1.turn", "offline.n1.v2v",
     "offline.n4.turn", "webrtc.cpu_per_call", "webrtc.capacity", "webrtc.steps",
+    "capacity.ours1.n2.vad", "capacity.ours1.held", "capacity.ours1.per_core",
 ]  # fmt: skip
 
 

@@ -11,6 +11,7 @@ ORDER = (
     "persistence",
     "offline",
     "webrtc",
+    "capacity",
 )
 
 for _name in ORDER:
