@@ -48,6 +48,7 @@ def run(ctx: Context) -> list[Figure]:
     chosen = [k for k in cfg.capacity_systems if k != "pipecat" or cfg.peer]
     specs: dict[str, Spec] = {}
     rec = Recorder("capacity", specs)
+    cpu_per_stream: dict[str, float] = {}
     for key in chosen:
         label, system, workers = SYSTEMS[key]
         held = 0
@@ -61,6 +62,7 @@ def run(ctx: Context) -> list[Figure]:
                 f"{key}.n{n}.loadgen": Spec(f"  N={n}: load generators' CPU", "% core"),
                 f"{key}.n{n}.server": Spec(f"  N={n}: server CPU, all processes", "% core"),
                 f"{key}.n{n}.fail": Spec(f"  N={n}: failed streams", "count"),
+                f"{key}.n{n}.cpu_per_stream": Spec(f"  N={n}: server CPU per stream", "% core"),
             }.items():
                 specs[k] = rec.specs[k] = spec
                 rec.runs[k] = []
@@ -68,6 +70,9 @@ def run(ctx: Context) -> list[Figure]:
             rec.add(f"{key}.n{n}.loadgen", res.pct_core(res.loadgen_cpu_s))
             rec.add(f"{key}.n{n}.server", res.pct_core(res.server_cpu_s))
             rec.add(f"{key}.n{n}.fail", d["failed_streams"])
+            per_stream = res.pct_core(res.server_cpu_s) / n
+            rec.add(f"{key}.n{n}.cpu_per_stream", per_stream)
+            cpu_per_stream.setdefault(key, per_stream)  # at the smallest N tried
             ok = finite(p99 := _p99(res)) and p99 < GOAL_MS and d["failed_streams"] == 0
             ctx.log(f"capacity {key} N={n}: p99 {p99:.1f} ms, {'held' if ok else 'missed'}")
             if not ok:
@@ -93,4 +98,11 @@ def run(ctx: Context) -> list[Figure]:
         )  # fmt: skip
         rec.runs[k] = []
         rec.add(k, ours / peer if peer else float("inf"))
+    if "pipecat" in cpu_per_stream and "ours1" in cpu_per_stream:
+        k = "cpu_ratio"
+        specs[k] = rec.specs[k] = Spec(
+            "server CPU per stream, Pipecat / this server (each at its smallest N)", "x"
+        )
+        rec.runs[k] = []
+        rec.add(k, cpu_per_stream["pipecat"] / cpu_per_stream["ours1"])
     return rec.figures()
