@@ -56,8 +56,8 @@ class BenchConfig:
     offline_llm_tokens: int = 48  # max tokens per prompt for the tokens/s figure
     # 8. capacity side by side (one process, two, the Pipecat peer with --peer)
     capacity_systems: tuple[str, ...] = ("ours1", "ours2", "pipecat")
-    capacity_sessions: tuple[int, ...] = (50, 100, 150, 200, 250, 300)  # climbed until a miss
-    capacity_peer_sessions: tuple[int, ...] = (5, 10, 20, 40, 80)
+    capacity_sessions: tuple[int, ...] = (25, 50, 100, 150, 200, 250, 300)  # climbed to a miss
+    capacity_peer_sessions: tuple[int, ...] = (2, 5, 10, 20, 40, 80)
     capacity_cycle_s: float = 8.0  # an utterance every 8 s per stream
     capacity_measure_cycles: float = 2.0
     peer: bool = False  # also run Pipecat (needs bench/.venv-pipecat: `make bench-peer`)
