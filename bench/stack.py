@@ -76,8 +76,9 @@ def voice_stack(ctx: Context, fake: FakeSettings, workers: int = 1) -> Iterator[
 
     `workers` > 1 starts that many server processes, each on its own port with its own
     DATA_DIR (so its own embedded Postgres): the load generators split the streams between
-    them. This stands in for one WORKERS=N server sharing a port (SO_REUSEPORT), which is
-    not on main yet; the per-process work is the same, the kernel's spreading is not."""
+    them. This stands in for one WORKERS=N server (a parent and N processes sharing the
+    ports with SO_REUSEPORT), which reached main after these measurements; the per-process
+    work is the same, the kernel's spreading of connections is not."""
     with contextlib.ExitStack() as stack:  # unwinds last-in first: servers, then the fake
         fake_proc = stack.enter_context(child("fake-openai", "testing.fakes", fake.args()))
         fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
@@ -116,6 +117,7 @@ def _server(ctx: Context, fake_port: int, data_dir: Path, i: int) -> Iterator[tu
         "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
         "MAX_SESSIONS": "10000",
         "SHUTDOWN_GRACE_S": "1",
+        "WORKERS": "1",  # one process each (WORKERS defaults to the number of cores)
     }
     module, args = "server", []
     if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit

@@ -10,8 +10,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from voiceagent.v1 import audio_pb2, converse_pb2
+from voiceagent.v1 import audio_pb2, converse_pb2, tools_pb2
 
+from pipeline.tools.lifecycle import Outcome, ToolCall
+from pipeline.tools.spec import Runs
 from pipeline.turn import State, Turn
 
 ERROR_CODES = {
@@ -20,7 +22,20 @@ ERROR_CODES = {
     "resource_exhausted": converse_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
     "invalid_request": converse_pb2.ERROR_CODE_INVALID_REQUEST,
     "dead_air": converse_pb2.ERROR_CODE_DEAD_AIR,
+    "invalid_tool_result": converse_pb2.ERROR_CODE_INVALID_TOOL_RESULT,
 }
+RUNNERS = {
+    Runs.CLIENT: tools_pb2.TOOL_RUNNER_CLIENT,
+    Runs.WEBHOOK: tools_pb2.TOOL_RUNNER_WEBHOOK,
+    Runs.BUILTIN: tools_pb2.TOOL_RUNNER_BUILTIN,
+}
+OUTCOMES = {
+    Outcome.COMPLETED: tools_pb2.TOOL_OUTCOME_COMPLETED,
+    Outcome.FAILED: tools_pb2.TOOL_OUTCOME_FAILED,
+    Outcome.TIMED_OUT: tools_pb2.TOOL_OUTCOME_TIMED_OUT,
+    Outcome.CANCELLED: tools_pb2.TOOL_OUTCOME_CANCELLED,
+}
+OUTCOME_NAMES = {number: outcome.value for outcome, number in OUTCOMES.items()}
 
 Event = converse_pb2.ConverseResponse
 
@@ -70,6 +85,16 @@ class EventSink:
         if self.on_event is not None:
             self.on_event(event)
         await self.queue.put(event)
+
+    def offer(self, event: Event) -> bool:
+        """Emit without waiting (from code being cancelled): False, and dropped, if full."""
+        if self.queue.full():
+            return False
+        self.last_event_at = time.monotonic()
+        if self.on_event is not None:
+            self.on_event(event)
+        self.queue.put_nowait(event)
+        return True
 
     async def finish(self, state: State) -> None:
         """Final state and end of stream after a normal ending: nothing is dropped, so a slow
@@ -172,3 +197,36 @@ class EventSink:
                 )
             )
         )
+
+    async def tool_call(self, call: ToolCall) -> None:
+        runner = RUNNERS[call.spec.runs] if call.spec else tools_pb2.TOOL_RUNNER_UNSPECIFIED
+        await self.emit(
+            Event(
+                tool_call=tools_pb2.ToolCall(
+                    call_id=call.call_id,
+                    name=call.name,
+                    arguments_json=call.arguments,
+                    turn_index=call.turn_index,
+                    runner=runner,
+                )
+            )
+        )
+
+    async def tool_call_done(self, call: ToolCall) -> None:
+        await self.emit(tool_call_done(call))
+
+
+def tool_call_done(call: ToolCall) -> Event:
+    assert call.outcome is not None
+    return Event(
+        tool_call_done=tools_pb2.ToolCallDone(
+            call_id=call.call_id,
+            name=call.name,
+            turn_index=call.turn_index,
+            outcome=OUTCOMES[call.outcome],
+            output=call.output,
+            error=call.error,
+            reason=call.reason,
+            duration_ms=call.duration_ms if call.ran else -1,
+        )
+    )

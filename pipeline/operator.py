@@ -30,6 +30,7 @@ class Operator(ABC, Generic[T]):
     def __init__(self, downstream: Operator[Any] | None = None) -> None:
         self.inbox: asyncio.Queue[T | object] = asyncio.Queue(self.inbox_size)
         self.downstream = downstream
+        self.working = False  # an item is being handled (the inbox alone doesn't show it)
 
     @property
     def name(self) -> str:
@@ -52,7 +53,11 @@ class Operator(ABC, Generic[T]):
                 await self.finish()
                 await self.forward(END)
                 return
-            await self.dispatch(item)  # type: ignore[arg-type]
+            self.working = True
+            try:
+                await self.dispatch(item)  # type: ignore[arg-type]
+            finally:
+                self.working = False
 
     async def dispatch(self, item: T) -> None:
         try:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import KW_ONLY, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.audio import PIPELINE_RATE, PcmFormat
 from pipeline.conversation import Conversation
 from pipeline.events import EventSink
-from pipeline.frames import END, UserSpeech, UserText
+from pipeline.frames import END, TurnStart, UserSpeech, UserText
 from pipeline.operator import Operator
 from pipeline.operators.chat import ChatOperator
 from pipeline.operators.output import OutputOperator
@@ -30,10 +30,15 @@ from pipeline.operators.vad import VadOperator
 from pipeline.providers.base import Providers
 from pipeline.recording import CallRecorder
 from pipeline.silero import SileroBatcher
+from pipeline.tools.lifecycle import ResultRejected, ToolCall
+from pipeline.tools.runner import ToolRunner
+from pipeline.tools.spec import ToolOptions
+from pipeline.tools.webhook import WebhookCaller
 from pipeline.turn import State, Turn, now
-from pipeline.vad import VadParams
+from pipeline.vad import VadParams, VadState
 
 log = logging.getLogger(__name__)
+MAX_PLAYOUT_S = 2.0  # end_call: the longest a client can still be playing (unpaced REST: none)
 
 
 class Recorder(Protocol):
@@ -42,6 +47,8 @@ class Recorder(Protocol):
     def turn_closed(self, turn: Turn, spoken: str) -> None: ...
 
     def state_changed(self, state: State) -> None: ...
+
+    def tool_call_done(self, call: ToolCall) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class SessionOptions:
     vad: VadParams = VadParams()
     output_lead_ms: float = 300.0
     speak: bool = True  # False: replies are text only (no TTS work, no agent audio)
+    tools: ToolOptions = ToolOptions()
 
 
 class VoiceSession:
@@ -64,24 +72,39 @@ class VoiceSession:
         conversation: Conversation,
         options: SessionOptions,
         recorder: Recorder | None = None,
+        *,
+        webhook: WebhookCaller | None = None,
     ) -> None:
         self.id = session_id
         self.conversation = conversation
         self.events = EventSink()
+        self.tools = ToolRunner(
+            options.tools.specs, self.events, session_id=session_id, webhook=webhook
+        )
+        self.tools.on_late = self._late_result
         if recorder is not None:
             conversation.on_turn_closed = recorder.turn_closed
             self.events.on_state = recorder.state_changed
+            self.tools.on_done = recorder.tool_call_done
         out = options.output_format
         self.output = OutputOperator(
             conversation, self.events, out.sample_rate, lead_ms=options.output_lead_ms
         )
+        self.output.on_closed = self._turn_closed
         self.tts = TtsOperator(
             providers.tts, options.voice, out, events=self.events, downstream=self.output
         )
         self.chat = ChatOperator(
-            providers.chat, conversation, self.events, downstream=self.tts, speak=options.speak
+            providers.chat,
+            conversation,
+            self.events,
+            downstream=self.tts,
+            speak=options.speak,
+            tools=self.tools if options.tools.specs else None,
+            tool_options=options.tools,
         )
         self.stt = SttOperator(providers.stt, self.events, self._open_turn, downstream=self.chat)
+        self.stt.after_item = lambda: self._follow_up(stt_done=True)
         self.vad = (
             VadOperator(
                 batcher,
@@ -103,6 +126,7 @@ class VoiceSession:
         self.last_input_at = time.monotonic()
         self.on_audio_in: Callable[[int], None] | None = None  # observers (metrics): bytes in
         self.audio_tap: CallRecorder | None = None  # a recording, when this stream has one
+        self._background: set[asyncio.Task[None]] = set()  # follow-ups, the agent's hang-up
 
     def idle_s(self, at: float) -> float:
         """How long (at monotonic time `at`) nothing has happened: no input from the client,
@@ -154,15 +178,41 @@ class VoiceSession:
             UserSpeech(pcm16k, 0, duration_ms, speech_end_at=received, vad_stop_at=received)
         )
 
+    async def respond(self, user_text: str = "") -> Turn:
+        """Reply now, skipping speech-to-text: an edge that holds user input until its client
+        asks for a reply (Realtime's `response.create`). `user_text` ("": none) joins history
+        as this turn's user message; the chat stage answers the history as it stands."""
+        self.last_input_at = time.monotonic()
+        turn = await self._open_turn(user_text, now())
+        await self.chat.put(TurnStart(turn))
+        return turn
+
     async def interrupt(self) -> None:
         """Barge-in: stop the live turn everywhere and keep only what was heard."""
         turn = self.conversation.live
         if turn is None or turn.closed:
             return
         turn.interrupted = True
+        await self.tools.barge_in(turn)  # before the stages: cancellable calls stop with it
         for stage in (self.chat, self.tts, self.output):
             stage.cancel_turn(turn)
         await self.output.complete(turn)
+
+    def set_tools(self, options: ToolOptions) -> None:
+        """New tools for the replies from now on (a reply in flight keeps what it was offered;
+        calls already made keep their own declarations)."""
+        self.tools.specs = {s.name: s for s in options.specs}
+        self.chat.tools = self.tools if options.specs else None
+        self.chat.tool_options = options
+
+    async def tool_result(self, call_id: str, output: str, error: str) -> None:
+        """A client's answer to one of its tool calls; one that cannot apply is reported as an
+        `invalid_tool_result` error and the session goes on."""
+        self.last_input_at = time.monotonic()
+        try:
+            self.tools.answer(call_id, output, error)
+        except ResultRejected as exc:
+            await self.events.error("invalid_tool_result", str(exc))
 
     async def end_input(self) -> None:
         """No more input: finish pending speech and replies, then end the event stream."""
@@ -178,6 +228,9 @@ class VoiceSession:
     async def close(self, reason: str = "closed") -> None:
         """Stop now (hang-up, client gone, shutdown): every stage is cancelled."""
         self.end_reason = self.end_reason or reason
+        for task in self._background:
+            if task is not asyncio.current_task():
+                task.cancel()
         if self._supervisor is None:
             self.events.end(State.ENDED)
         elif not self._supervisor.done():
@@ -187,6 +240,48 @@ class VoiceSession:
         if turn is not None and not turn.closed:
             turn.interrupted = True
             self.conversation.close_turn(turn)
+        # Last: side-effecting server calls finish, and their results join the history
+        # that is saved once this returns.
+        await self.tools.aclose()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=f"{name}:{self.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _late_result(self, call: ToolCall) -> None:
+        self.conversation.add_late_result(call)
+        self._spawn(self._follow_up(), "follow-up")
+
+    async def _turn_closed(self, turn: Turn) -> None:
+        if turn.interrupted:
+            return  # new input cut it: that input's reply will see any kept result
+        if await self.tools.hangups_heard(turn):
+            self.end_reason = self.end_reason or "agent_hung_up"
+            self._spawn(self._hang_up(), "hang-up")
+            return
+        await self._follow_up()
+
+    async def _hang_up(self) -> None:
+        """end_call: the goodbye's audio is sent; the client plays the last `lead` of it."""
+        await asyncio.sleep(min(self.output.lead_s, MAX_PLAYOUT_S))
+        await self.close("agent_hung_up")
+
+    async def _follow_up(self, *, stt_done: bool = False) -> None:
+        """A kept tool result no reply has seen: the agent answers it once the line is free
+        (no reply in flight, the user not speaking or being transcribed)."""
+        if not self.conversation.unanswered or self._input_ended:
+            return
+        live = self.conversation.live
+        if live is not None and not live.closed:
+            return  # that reply's close comes back here
+        if self.vad is not None and self.vad.segmenter.machine.state != VadState.QUIET:
+            return  # the user's turn first; STT's after_item comes back here
+        transcribing = self.stt.working and not stt_done
+        if transcribing or not self.stt.inbox.empty() or self.end_reason:
+            return
+        turn = self.conversation.open_turn("", now())
+        await self.chat.put(TurnStart(turn))
 
     async def _on_speech_start(self) -> None:
         await self.interrupt()

@@ -11,6 +11,8 @@ import enum
 import time
 from dataclasses import KW_ONLY, dataclass, field
 
+from pipeline.tools.lifecycle import ToolCall
+
 
 class State(enum.IntEnum):
     """Mirrors voiceagent.v1.ConversationState (same numbers)."""
@@ -30,6 +32,14 @@ class SpokenSentence:
     audio_ms: float = 0.0
     _: KW_ONLY
     complete: bool = False  # TTS finished this sentence
+
+
+@dataclass
+class ToolStep:
+    """The model stopped to call tools after `text_end` characters of the reply."""
+
+    text_end: int
+    calls: list[ToolCall]
 
 
 def _ms(start: float | None, end: float | None) -> int:
@@ -61,6 +71,7 @@ class Turn:
     agent_text: str = ""  # everything the LLM produced
     sentences: list[SpokenSentence] = field(default_factory=list)
     audio_sent_ms: float = 0.0
+    steps: list[ToolStep] = field(default_factory=list)  # tool calls, in the reply's order
     interrupted: bool = False
     failed: bool = False
     closed: bool = False  # completion reported; history updated

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator
 from contextlib import aclosing, contextmanager
 from typing import Any, TypeVar
 
-from pipeline.providers.base import ChatMessage, ProviderError
+from pipeline.providers.base import ChatMessage, ChatPiece, ChatTools, ProviderError
 
 T = TypeVar("T")
 DEAD_AIR = "dead_air"  # ProviderError.code and the error event's code (ERROR_CODE_DEAD_AIR)
@@ -119,9 +119,11 @@ class WatchedSpeechToText(_Watched):
 
 
 class WatchedChat(_Watched):
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], tools: ChatTools | None = None
+    ) -> AsyncIterator[ChatPiece]:
         with self._watch.call("chat") as call:
-            async with aclosing(call.iterate(self._inner.stream(messages))) as pieces:
+            async with aclosing(call.iterate(self._inner.stream(messages, tools))) as pieces:
                 async for piece in pieces:
                     yield piece
 

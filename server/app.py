@@ -31,8 +31,10 @@ from server.http.app import create_app
 from server.http.serve import HttpServer
 from server.observe.providers import counted
 from server.providers import build_providers
+from server.realtime.route import router as realtime_router
 from server.sessions.traces import SessionTraces
 from server.tracing import Tracing
+from server.workers import role
 from webrtc_bridge.bridge import Bridge
 from webrtc_bridge.routes import router as webrtc_router
 
@@ -97,11 +99,14 @@ class VoiceServer:
             auth_on=core.auth.enabled,
             allow_unauthenticated=settings.allow_unauthenticated,
         )
+        worker = role.worker()
         self.grpc = server = grpc.aio.server(
             interceptors=[*grpc_tracing(tracing.provider), AuthInterceptor(core.auth)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                # Only workers share a port (their parent holds it, server/workers/ports.py);
+                # one process on its own fails on a busy port instead of silently sharing it.
+                ("grpc.so_reuseport", 1 if worker else 0),
             ],
         )
         pb_grpc.add_VoiceAgentServiceServicer_to_server(VoiceAgentService(core.opener), server)
@@ -114,12 +119,15 @@ class VoiceServer:
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{grpc_host}:{settings.grpc_port}"
-        if tls:
-            self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
-        else:
-            self.port = server.add_insecure_port(address)
+        try:
+            if tls:
+                self.port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind ...; set GRPC_VERBOSITY=debug"
+            self.port = 0
         if self.port == 0:
-            raise RuntimeError(f"cannot bind gRPC to {address}")
+            raise RuntimeError(f"cannot bind gRPC to {address}: port in use or address not local")
         await server.start()
         # SERVING while the database answers, NOT_SERVING while it does not (what GET /health
         # says too: both follow core.db_health). After graceful shutdown begins, set is a no-op.
@@ -127,12 +135,14 @@ class VoiceServer:
         self.bridge = Bridge(core)
         app = create_app(core, grpc_port=self.port, grpc_services=list(SERVICES))
         app.state.webrtc = self.bridge
+        app.include_router(realtime_router)  # /v1/realtime: the OpenAI Realtime edge
         app.include_router(webrtc_router)  # WebRTC signalling and the browser call page
         self.http = HttpServer(
             app,
             http_host,
             settings.http_port,
             shutdown_grace_s=settings.shutdown_grace_s,
+            worker=worker[0] if worker else None,
             tls=(settings.tls_cert_file, settings.tls_key_file)
             if settings.tls_cert_file and settings.tls_key_file
             else None,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, FilePath, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.conversation import DEFAULT_INSTRUCTIONS
 
@@ -36,6 +37,13 @@ class Settings(BaseSettings):
         "loopback while authentication is off, 0.0.0.0 once it is on.",
     )
     http_port: int = Field(8000, ge=0, le=65535, description="REST/WebSocket API port; 0 = any.")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Server processes sharing the ports (SO_REUSEPORT) under one parent; "
+        "unset = the CPUs this process may use (a container's CPU limit), 1 = one process.",
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         "text",
@@ -48,7 +56,7 @@ class Settings(BaseSettings):
     tls_key_file: FilePath | None = Field(
         None, description="PEM private key of TLS_CERT_FILE; set both or neither."
     )
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description='JSON, e.g. ["https://app.example.org"]: origins whose pages may call the '
         'HTTP API; "*" = any; empty = no cross-origin access.',
@@ -204,6 +212,24 @@ class Settings(BaseSettings):
         "text-to-speech with no bytes, a client taking no events) without progress this long: "
         "dead air; 0 = off.",
     )
+    tools_file: FilePath | None = Field(
+        None,
+        description='JSON file of server tool sets: {"tool_sets": {name: [tool, ...]}}; '
+        'the set named "default" applies to sessions that name no set (docs/tools.md).',
+    )
+    tool_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC key signing webhook tool calls; webhook tools need it."
+    )
+    tool_webhook_allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes a session's own webhook tools may call; tool sets from "
+        "TOOLS_FILE may call any URL. Empty: sessions may not declare webhook tools.",
+    )
+    tool_max_steps: int = Field(4, ge=1, le=16, description="Model requests per reply.")
+    tool_filler_after_s: float = Field(
+        0.0, ge=0, description="Say TOOL_FILLER_TEXT when tools take longer; 0 = never."
+    )
+    tool_filler_text: str = Field("One moment.", min_length=1, max_length=200)
     dead_air_recovery_text: str = Field(
         "",
         max_length=500,
@@ -212,7 +238,7 @@ class Settings(BaseSettings):
     )
     # WebRTC calls (webrtc_bridge): ICE servers for deployments behind NAT, and how long a call
     # may take to connect (or stay disconnected) before it is ended.
-    webrtc_ice_servers: list[IceServer] = Field(
+    webrtc_ice_servers: Annotated[list[IceServer], NoDecode] = Field(
         default_factory=list,
         description='JSON, e.g. [{"urls": "stun:stun.example.org:3478"}, {"urls": '
         '"turn:turn.example.org:3478", "username": "u", "credential": "p"}]; empty = host '
@@ -228,6 +254,26 @@ class Settings(BaseSettings):
         description="An answered offer whose call has not connected this long ends (frees its "
         "session slot).",
     )
+
+    @field_validator("cors_origins", "webrtc_ice_servers", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        """A list from the environment is JSON; empty (`WEBRTC_ICE_SERVERS=` in a compose
+        file or a manifest) is the empty list, and bad JSON a validation error naming the
+        setting, not a traceback."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return []
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc.msg}") from None
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

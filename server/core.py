@@ -30,6 +30,7 @@ from server.sessions.live import LiveSessions
 from server.sessions.opener import SessionOpener
 from server.sessions.reads import SessionReads
 from server.sessions.store import SessionStore
+from server.sessions.tools import ToolCatalog
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Core:
     async def open(cls, settings: Settings, providers: Providers) -> Core:
         """Open the database (raises DatabaseUnavailable) and wire the core around it."""
         recordings = Recordings(settings)  # first: a bad RECORDING_HOOK fails before the DB
+        tools = ToolCatalog(settings)  # and a bad TOOLS_FILE
         db = await Database.open(
             settings.database_url,
             settings.data_dir,
@@ -68,7 +70,12 @@ class Core:
         live = LiveSessions(settings.max_sessions)
         batcher = SileroBatcher()
         opener = SessionOpener(
-            settings=settings, providers=providers, batcher=batcher, store=store, live=live
+            settings=settings,
+            providers=providers,
+            batcher=batcher,
+            store=store,
+            live=live,
+            tools=tools,
         )
         opener.recordings = recordings
         opener.on_dead_air = DeadAirCounts(then=metrics.dead_air)  # voiceagent_dead_air_total
@@ -146,6 +153,7 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.recordings.aclose()  # every stream has ended: finish their files
+        await self.opener.tools.aclose()
         await self.batcher.aclose()
         await self.providers.aclose()
         await self.writer.close()

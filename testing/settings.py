@@ -23,6 +23,7 @@ def test_settings(fake: FakeOpenAI | None, **overrides) -> Settings:
         openai_max_retries=1,
         openai_timeout_s=5.0,
         vad_stop_ms=400,
+        workers=1,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

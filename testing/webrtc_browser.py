@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import time
 from pathlib import Path
 
+from testing.fakes.chat_script import ScriptedCall, ScriptedReply
+from testing.fakes.tool_webhook import ToolWebhook
 from testing.speech import speech_pcm, write_wav
 from testing.webrtc_stack import FIRST_REPLY, open_peer_connections, stack
 
@@ -124,9 +127,24 @@ async def chromium(args: argparse.Namespace) -> dict:
     # Leading silence: the microphone starts at getUserMedia, before ICE has connected.
     write_wav(wav, speech_pcm("What is the weather like today?", 48_000, 1, 2500, 1500), 48_000, 1)
     artifacts = Path(args.artifacts).resolve()
-    async with stack(args.database_url) as s:
+    # A server tool set with a webhook tool: the typed turn calls it, the page shows the call.
+    hook = await ToolWebhook(b"browser-hook").__aenter__()
+    tools_file = work / "tools.json"
+    lookup = {"name": "lookup_order", "description": "Find an order.", "runs": "webhook",
+              "url": hook.url + "lookup", "barge_in": "cancel"}  # fmt: skip
+    tools_file.write_text(json.dumps({"tool_sets": {"default": [lookup]}}))
+    hook.replies.append({"order": "42", "status": "shipped"})
+    async with stack(
+        args.database_url, tools_file=str(tools_file), tool_webhook_secret="browser-hook"
+    ) as s:
         s.fake.transcripts.extend(["what is the weather like today", "hello again"])
-        s.fake.chat_replies.extend([FIRST_REPLY, "Here is my typed answer."])
+        s.fake.chat_replies.extend(
+            [
+                FIRST_REPLY,
+                ScriptedReply("", [ScriptedCall("lookup_order", {"order": "42"})]),
+                "Here is my typed answer.",
+            ]
+        )
         page = Page(await asyncio.to_thread(start, wav, work / "profile"))
         # localhost: a secure context (microphone allowed); ICE still uses the veth addresses.
         url = f"http://localhost:{s.server.http_port}/client"
@@ -168,6 +186,7 @@ async def chromium(args: argparse.Namespace) -> dict:
             )
             out["users"] = await page.texts(".msg.user")
             out["agents"] = await page.texts(".msg.agent")
+            out["tools"] = await page.texts(".msg.tool")
             session_id = out["server_call"]["session_id"]
             await page.click("#hangup")
             out["hangup_cleanup_s"] = round(await s.wait_no_calls(), 2)
@@ -196,6 +215,7 @@ async def chromium(args: argparse.Namespace) -> dict:
             await page.click("#hangup")
         finally:
             await page.quit()
+            await hook.__aexit__(None, None, None)
         out["open_peer_connections"] = open_peer_connections()
         out["live_sessions"] = len(s.server.live)
     return out

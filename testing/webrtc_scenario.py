@@ -5,7 +5,7 @@
 Brings up the namespace's links (testing/webrtc_netns.py), the fake OpenAI and a VoiceServer
 with the bridge's routes, runs one scenario against them and prints `RESULT <json>` on
 stdout for the test to assert on. Modes: conversation (an aiortc caller speaks, types and
-barges in), bad_input, lifecycle (ICE timeout, page close, resume, shutdown), chromium.
+barges in), bad_input, lifecycle (ICE timeout, page close, resume, shutdown), chromium, tools.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 
 from server.persistence.database import EmbeddedPostgres
-from testing import webrtc_browser
+from testing import webrtc_browser, webrtc_tools_scenario
 from testing.speech import speech_pcm
 from testing.webrtc_netns import ADDRESSES, set_up
 from testing.webrtc_peer import Caller, MicTrack
@@ -280,6 +280,7 @@ async def lifecycle(args: argparse.Namespace) -> dict:
 
 
 MODES["chromium"] = webrtc_browser.chromium
+MODES["tools"] = webrtc_tools_scenario.tools
 
 
 async def main(args: argparse.Namespace) -> dict:

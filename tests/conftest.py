@@ -20,6 +20,10 @@ from server.persistence.database import EmbeddedPostgres
 from testing.fakes import FakeOpenAI
 from testing.settings import test_settings
 
+# Every `python -m server` a test starts is one process (WORKERS defaults to the number of
+# cores); tests of several workers ask for them (tests/test_workers.py).
+os.environ["WORKERS"] = "1"
+
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory) -> Iterator[str]:

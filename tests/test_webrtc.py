@@ -107,3 +107,19 @@ async def test_ice_timeout_page_close_resume_and_shutdown_clean_up(scenario):
     assert r["after_shutdown_calls"] == 0
     assert r["shutdown_row"] == {"ended": False, "state": "disconnected"}
     assert r["open_peer_connections"] == 0
+
+
+async def test_client_tool_over_the_data_channel_then_end_call_hangs_up(scenario):
+    r = await scenario("tools")
+    assert (
+        r["tool_call"]["name"] == "get_weather" and r["tool_call"]["runner"] == "TOOL_RUNNER_CLIENT"
+    )
+    assert r["first_call_arguments"] == {"city": "Paris"}
+    bad = r["bad_result_error"]
+    assert bad["code"] == "ERROR_CODE_INVALID_TOOL_RESULT" and "nope" in bad["message"]
+    assert r["done"] == [
+        ["get_weather", "TOOL_OUTCOME_COMPLETED", '{"sky": "sun"}'],
+        ["end_call", "TOOL_OUTCOME_COMPLETED", '{"ok": true}'],
+    ]
+    assert r["second_request_tail"]["role"] == "tool"
+    assert r["row"] == {"ended": True, "end_reason": "agent_hung_up", "state": "ended"}

@@ -37,6 +37,8 @@ async def test_a_call_from_chromium(database_url, tmp_path):
     assert r["agents"][0].startswith("It is sunny and warm today. Take a hat with you.")
     assert "first audio after" in r["agents"][0]  # latency per turn
     assert r["agents"][1].startswith("Here is my typed answer.")
+    # The tool call the typed turn made is shown as it happens: asked for, then its outcome.
+    assert r["tools"] == ['\u2192 lookup_order({"order": "42"})', "lookup_order: completed"]
     assert r["state_mid_call"] in ("thinking", "speaking", "listening")
     assert (ARTIFACTS / "webrtc_call.png").stat().st_size > 10_000
     # Audio was received and played: the page's own WebRTC stats.

@@ -22,6 +22,7 @@ from server.sessions import ids
 from server.sessions.ending import EndReason
 from server.sessions.errors import Kind
 from server.sessions.opener import SessionRequest
+from server.sessions.tools import tools_fields
 from webrtc_bridge.call import Call
 from webrtc_bridge.signalling import (
     AnswerOut,
@@ -86,6 +87,8 @@ class Bridge:
 
     async def _open_call(self, pc: RTCPeerConnection, offer: OfferIn, caller: Caller) -> Call:
         sid = ids.client_chosen(offer.session_id, caller.tenant_id) if offer.session_id else ""
+        declared = {"tools": offer.tools, "tool_sets": offer.tool_sets}
+        tools, tool_sets, _ = tools_fields(declared)
         request = SessionRequest(
             edge="webrtc",
             caller=caller,
@@ -96,6 +99,9 @@ class Bridge:
             input_format=PcmFormat(PIPELINE_RATE, 1),
             output_format=PcmFormat(OUT_RATE, 1),
             record=offer.record,
+            tools=tools,
+            tool_sets=tool_sets,
+            tool_choice=offer.tool_choice,
         )
         opened = await self.opener.open(request)
         running = self.opener.running(opened)

@@ -169,6 +169,8 @@ class Call:
                 await self.session.push_text(command.text)
             elif command.type == "interrupt":
                 await self.session.interrupt()
+            elif command.type == "tool_result":
+                await self.session.tool_result(*command.result)
             elif command.type == "hang_up":
                 self.end(EndReason.HANG_UP)
                 return

@@ -4,7 +4,8 @@ Events are the gRPC stream's `ConverseResponse` messages rendered by protobuf's 
 mapping (snake_case field names, enum names, every field present), so one schema serves both
 APIs: `{"transcript": {"text": "...", "is_final": true, ...}}`. Agent audio is the exception:
 it goes on the audio track, not here. Commands from the page are small JSON objects with a
-`type`, the same shape as the WebSocket API's (`text_input`, `interrupt`) plus `hang_up`; one
+`type`, the same shape as the WebSocket API's (`text_input`, `interrupt`, `tool_result`) plus
+`hang_up`; one
 that cannot be used gets an `error` event back and the call goes on.
 """
 
@@ -21,10 +22,11 @@ from voiceagent.v1 import converse_pb2
 
 from server.sessions import checks
 from server.sessions.errors import RequestError
+from server.sessions.tools import tool_result_fields
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("text_input", "interrupt", "hang_up")
+COMMANDS = ("text_input", "interrupt", "hang_up", "tool_result")
 MAX_PENDING = 256  # events held until the page's channel opens; older ones are dropped
 MAX_MESSAGE_CHARS = 4 * checks.MAX_TEXT_CHARS + 256
 
@@ -37,6 +39,7 @@ class CommandError(ValueError):
 class Command:
     type: str
     text: str = ""
+    result: tuple[str, str, str] = ("", "", "")  # tool_result: call_id, output, error
 
 
 def render(event: converse_pb2.ConverseResponse) -> dict:
@@ -68,6 +71,11 @@ def parse(message: str | bytes) -> Command:
         raise CommandError(
             f"unknown message type {str(kind)[:40]!r}; expected one of {', '.join(COMMANDS)}"
         )
+    if kind == "tool_result":
+        try:
+            return Command(kind, result=tool_result_fields(body))
+        except RequestError as exc:
+            raise CommandError(str(exc)) from None
     if kind != "text_input":
         return Command(kind)
     text = body.get("text")

@@ -35,6 +35,14 @@ class OfferIn(BaseModel):
     voice: str = Field("", max_length=200, description="TTS voice; empty for the default.")
     instructions: str = Field("", max_length=20_000, description="System prompt override.")
     record: bool = Field(False, description="Record the call (see GET /sessions/{id}/recordings).")
+    tools: list[dict] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Tools the agent may call (docs/tools.md); client tools are answered "
+        'with a {"type": "tool_result"} data-channel message.',
+    )
+    tool_sets: list[str] = Field(default_factory=list, max_length=16)
+    tool_choice: str = Field("", max_length=64)
 
 
 class AnswerOut(BaseModel):

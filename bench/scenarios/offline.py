@@ -192,6 +192,7 @@ def offline_server(ctx: Context) -> Iterator[str]:
         "VAD_STOP_MS": str(cfg.vad_stop_ms),
         "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
         "SHUTDOWN_GRACE_S": "1",
+        "WORKERS": "1",  # one process (WORKERS defaults to the number of cores)
     }
     try:
         with child("server-offline", "server", [], env, 20.0, read_stdout=False) as server:

@@ -99,7 +99,8 @@ async def _measure(ctx: Context, data_dir: Path) -> list[Figure]:
 async def _one_run(ctx: Context, db: Database, rec: Recorder) -> None:
     cfg = ctx.config
     async with db.pool.acquire() as conn:
-        await conn.execute("TRUNCATE turns, turn_metrics, conversation_sessions, customers")
+        # CASCADE: every table that refers to sessions (tool calls, leases, ...) empties too.
+        await conn.execute("TRUNCATE turns, turn_metrics, conversation_sessions, customers CASCADE")
     sessions = [str(uuid.uuid4()) for _ in range(cfg.persist_sessions)]
     # Room for the busy phase's backlog: the server's bound only limits memory in an outage.
     writer = WriteBehindWriter(db.pool, max_pending=max(MAX_PENDING, 2_000_000))

@@ -66,6 +66,13 @@ const ui = {
     $("history").scrollTop = $("history").scrollHeight;
     return el;
   },
+  toolCall(name, args) { // the agent acts: shown as it happens
+    this.add("tool", `\u2192 ${name}(${args})`);
+  },
+  toolDone(name, outcome, detail) {
+    const word = outcome.replace("TOOL_OUTCOME_", "").toLowerCase().replace("_", " ");
+    this.add("tool", `${name}: ${word}${detail ? ` (${detail})` : ""}`);
+  },
   state(name) {
     $("state").textContent = name;
     $("state").className = `state ${name}`;
@@ -243,7 +250,9 @@ function onEvent(event) { // the gRPC stream's events, as JSON
   else if (kind === "agent_text_delta") ui.agentDelta(body.turn_index, body.text);
   else if (kind === "turn_completed") {
     ui.turnDone(body.turn_index, body.user_text, body.agent_text, body.latency, body.interrupted);
-  } else if (kind === "error") ui.add("error", body.message);
+  } else if (kind === "tool_call") ui.toolCall(body.name, body.arguments_json);
+  else if (kind === "tool_call_done") ui.toolDone(body.name, body.outcome, body.error || body.reason);
+  else if (kind === "error") ui.add("error", body.message);
 }
 
 function onWsMessage(m) { // the WebSocket API's messages
@@ -257,7 +266,9 @@ function onWsMessage(m) { // the WebSocket API's messages
     ui.turnDone(m.turn_index, m.user_text, m.text, m.latency, m.interrupted);
   } else if (m.type === "audio_response") {
     new Audio(`data:audio/mp3;base64,${m.audio_base64}`).play().catch(() => {});
-  } else if (m.type === "error") ui.add("error", m.message);
+  } else if (m.type === "tool_call") ui.toolCall(m.name, m.arguments_json);
+  else if (m.type === "tool_call_done") ui.toolDone(m.name, m.outcome, m.error || m.reason);
+  else if (m.type === "error") ui.add("error", m.message);
 }
 
 // ---- controls ----------------------------------------------------------------------------

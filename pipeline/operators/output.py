@@ -8,6 +8,7 @@ is close to what the user heard, which is what history keeps.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from pipeline.conversation import Conversation
 from pipeline.events import EventSink
@@ -32,6 +33,7 @@ class OutputOperator(TurnOperator):
         self.output_rate = output_rate
         self.lead_s = lead_ms / 1000.0
         self._origin: tuple[Turn, float] | None = None  # when the turn's audio position 0 plays
+        self.on_closed: Callable[[Turn], Awaitable[None]] | None = None  # after each turn
 
     async def handle(self, item: AgentAudio | EndOfTurn) -> None:  # type: ignore[override]
         turn = item.turn
@@ -64,3 +66,5 @@ class OutputOperator(TurnOperator):
         await self.events.turn_completed(turn, said)
         if self.conversation.live is None:
             await self.events.set_state(State.LISTENING)
+        if self.on_closed is not None:
+            await self.on_closed(turn)

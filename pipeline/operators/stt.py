@@ -27,8 +27,14 @@ class SttOperator(Operator[UserSpeech | UserText]):
     ) -> None:
         super().__init__(downstream)
         self.stt, self.events, self.open_turn = stt, events, open_turn
+        self.after_item: Callable[[], Awaitable[None]] | None = None  # told after each input
 
     async def handle(self, item: UserSpeech | UserText) -> None:
+        await self._handle(item)
+        if self.after_item is not None:
+            await self.after_item()
+
+    async def _handle(self, item: UserSpeech | UserText) -> None:
         if isinstance(item, UserText):
             await self._commit(item.text, item.received_at, None, 0, 0)
             return

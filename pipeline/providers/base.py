@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
+from pipeline.tools.lifecycle import ToolCallDelta
+from pipeline.tools.spec import ToolSpec
+
 
 class ProviderError(Exception):
     """A provider failed (after its own retries). `code` names the kind for clients."""
@@ -32,9 +35,32 @@ class ProviderBusy(ProviderError):
 
 
 @dataclass(frozen=True)
+class ToolCallRequest:
+    """A complete tool call the model asked for (arguments as JSON text)."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    _: KW_ONLY
+    tool_calls: tuple[ToolCallRequest, ...] = ()  # assistant: the calls it asked for
+    tool_call_id: str = ""  # tool: the call this message answers
+
+
+@dataclass(frozen=True)
+class ChatTools:
+    """The tools a chat request offers and whether the model must use one."""
+
+    specs: tuple[ToolSpec, ...]
+    choice: str = "auto"  # "auto" | "none" | "required" | a tool name
+
+
+ChatPiece = str | ToolCallDelta  # a streamed reply: text, or part of a tool call
 
 
 class SpeechToText(Protocol):
@@ -48,8 +74,10 @@ class SpeechToText(Protocol):
 class ChatModel(Protocol):
     name: str
 
-    def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        """Stream the assistant's reply as text pieces."""
+    def stream(
+        self, messages: list[ChatMessage], tools: ChatTools | None = None
+    ) -> AsyncIterator[ChatPiece]:
+        """Stream the assistant's reply: text pieces, and tool-call deltas if `tools` allow."""
         ...
 
 

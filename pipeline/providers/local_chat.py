@@ -22,8 +22,10 @@ from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pipeline.providers.base import ChatMessage, ProviderError
+from pipeline.providers.base import ChatMessage, ChatPiece, ChatTools, ProviderError
+from pipeline.providers.local_tools import SayStream, plain_messages, reply_schema, tools_prompt
 from pipeline.providers.workers import WorkerPool
+from pipeline.tools.lifecycle import ToolCallDelta
 
 if TYPE_CHECKING:  # llama_cpp itself is imported only when a model is loaded
     from llama_cpp.llama_types import (
@@ -141,8 +143,36 @@ class LocalChat:
         self.queue_timeout_s = queue_timeout_s
         # A 135M model often ignores "be brief": stop it after this many sentences (0 = never).
         self.max_sentences = max_sentences
+        self._calls = 0  # numbers the calls it makes (the model gives no ids)
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], tools: ChatTools | None = None
+    ) -> AsyncIterator[ChatPiece]:
+        if tools is not None and tools.specs and tools.choice != "none":
+            async for piece in self._stream_with_tools(messages, tools):
+                yield piece
+            return
+        async for text in self._stream(plain_messages(messages), None):
+            yield text
+
+    async def _stream_with_tools(
+        self, messages: list[ChatMessage], tools: ChatTools
+    ) -> AsyncIterator[ChatPiece]:
+        """A reply constrained to speech or a schema-valid call (local_tools.py)."""
+        system = [m for m in messages if m.role == "system"][:1]
+        prompt = (system[0].content + "\n\n" if system else "") + tools_prompt(tools)
+        rest = plain_messages([m for m in messages if m.role != "system"])
+        reply = SayStream()
+        async for text in self._stream([ChatMessage("system", prompt), *rest], reply_schema(tools)):
+            said = reply.feed(text)
+            if said:
+                yield said
+        call = reply.call()
+        if call is not None:
+            self._calls += 1
+            yield ToolCallDelta(0, f"call_local_{self._calls}", call[0], call[1])
+
+    async def _stream(self, messages: list[ChatMessage], schema: dict | None) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[Any] = asyncio.Queue()  # bounded by max_tokens
         stop = threading.Event()
@@ -155,7 +185,7 @@ class LocalChat:
 
         try:
             done = await self.engine.pool.start(
-                self._generate, messages, push, stop, timeout=self.queue_timeout_s
+                self._generate, messages, push, stop, schema, timeout=self.queue_timeout_s
             )
             while (item := await pieces.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -166,7 +196,11 @@ class LocalChat:
             stop.set()  # consumer cancelled or stopped early (barge-in): end generation now
 
     def _generate(
-        self, messages: list[ChatMessage], push: Callable[[Any], None], stop: threading.Event
+        self,
+        messages: list[ChatMessage],
+        push: Callable[[Any], None],
+        stop: threading.Event,
+        schema: dict | None = None,
     ) -> None:
         """On the chat worker: stream tokens into `push` until done or `stop` is set."""
         chunks: Chunks | None = None
@@ -178,6 +212,8 @@ class LocalChat:
                     messages=self._prompt(messages),
                     stream=True,
                     max_tokens=self.max_tokens,
+                    # Tools offered: the whole reply is JSON of this schema (a grammar).
+                    response_format={"type": "json_object", "schema": schema} if schema else None,
                     temperature=self.temperature,
                     top_p=0.9,
                     repeat_penalty=1.1,
@@ -192,7 +228,7 @@ class LocalChat:
                     continue
                 end = (
                     _nth_sentence_end(said + text, self.max_sentences)
-                    if self.max_sentences
+                    if self.max_sentences and schema is None  # JSON must not be cut short
                     else None
                 )
                 if end is not None:  # enough said: keep the end of that sentence, stop there

@@ -7,13 +7,14 @@ honours Retry-After, so these classes only translate its exceptions into `Provid
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from pipeline.audio import wav_bytes
-from pipeline.providers.base import ChatMessage, ProviderError
+from pipeline.providers.base import ChatMessage, ChatPiece, ChatTools, ProviderError
+from pipeline.tools.lifecycle import ToolCallDelta
 
 OPENAI_TTS_RATE = 24_000  # response_format="pcm" is 24 kHz 16-bit mono
 
@@ -40,9 +41,27 @@ def _message(message: ChatMessage) -> ChatCompletionMessageParam:
         return {"role": "system", "content": message.content}
     if message.role == "user":
         return {"role": "user", "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        calls = [
+            {
+                "id": c.call_id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for c in message.tool_calls
+        ]
+        return {"role": "assistant", "content": message.content or None, "tool_calls": calls}  # type: ignore[typeddict-item]
     if message.role == "assistant":
         return {"role": "assistant", "content": message.content}
+    if message.role == "tool":
+        return {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id}
     raise ValueError(f"unknown chat message role {message.role!r}")
+
+
+def _tool_choice(choice: str) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
 
 
 class OpenAISpeechToText:
@@ -69,18 +88,36 @@ class OpenAIChat:
         self.client, self.model, self.max_tokens = client, model, max_tokens
         self.name = f"openai/{model}"
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], tools: ChatTools | None = None
+    ) -> AsyncIterator[ChatPiece]:
+        offer: dict[str, Any] = {}
+        if tools is not None and tools.specs:
+            offer["tools"] = [spec.openai_tool() for spec in tools.specs]
+            offer["tool_choice"] = _tool_choice(tools.choice)
         try:
             stream = await self.client.chat.completions.create(
                 model=self.model,
                 messages=[_message(m) for m in messages],
                 stream=True,
                 max_tokens=self.max_tokens,
+                **offer,
             )
             async with stream:
                 async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    if not chunk.choices:
+                        continue
+                    delta = chunk.choices[0].delta
+                    if delta.content:
+                        yield delta.content
+                    for call in delta.tool_calls or ():
+                        function = call.function
+                        yield ToolCallDelta(
+                            call.index,
+                            call.id or "",
+                            (function.name or "") if function else "",
+                            (function.arguments or "") if function else "",
+                        )
         except Exception as exc:  # a cut stream may surface as the HTTP library's own error
             raise _error("chat", exc) from exc
 

@@ -18,7 +18,7 @@ from voiceagent.v1 import converse_pb2
 from pipeline.audio import PcmFormat
 from pipeline.session import VoiceSession
 from server.grpc.auth import current_caller
-from server.grpc.requests import session_request
+from server.grpc.requests import session_request, tool_result
 from server.grpc.status import abort
 from server.sessions import checks
 from server.sessions.ending import EndReason
@@ -110,6 +110,8 @@ class ConverseHandler:
                     text = request.text.text
                     checks.bounded_text(text, "text", checks.MAX_TEXT_CHARS, required=True)
                     await session.push_text(text)
+                elif kind == "tool_result":
+                    await session.tool_result(*tool_result(request.tool_result))
                 elif kind == "control":
                     action = request.control.action
                     if action == converse_pb2.CONTROL_ACTION_INTERRUPT:
@@ -126,7 +128,9 @@ class ConverseHandler:
                 elif kind == "config":
                     raise RequestError("config may only be sent once, in the first request")
                 else:
-                    raise RequestError("empty ConverseRequest: set one of audio, text, control")
+                    raise RequestError(
+                        "empty ConverseRequest: set one of audio, text, control, tool_result"
+                    )
             await session.end_input()
         except RequestError as exc:
             failure.append(exc)

@@ -7,9 +7,11 @@ opener's hang-up, so a live stream on the session ends on whatever edge it runs.
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from voiceagent.v1 import converse_pb2, sessions_pb2
+from voiceagent.v1 import converse_pb2, sessions_pb2, tools_pb2
 from voiceagent.v1 import sessions_pb2_grpc as pb_grpc
 
+from pipeline.events import OUTCOMES
+from pipeline.tools.lifecycle import Outcome
 from server.auth.caller import CONVERSE, READ, Caller
 from server.grpc.auth import current_caller
 from server.grpc.status import abort
@@ -52,6 +54,19 @@ def turn_message(row) -> sessions_pb2.Turn:
         end_offset_ms=row["end_offset_ms"] or 0,
         audio_ms=row["audio_ms"] or 0,
         create_time=_timestamp(row["created_at"]),
+        tool_calls=[
+            tools_pb2.ToolCallRecord(
+                call_id=c["call_id"],
+                name=c["name"],
+                arguments_json=c["arguments"],
+                outcome=OUTCOMES[Outcome(c["outcome"])],
+                output=c["output"],
+                error=c["error"],
+                reason=c["reason"],
+                duration_ms=c["duration_ms"],
+            )
+            for c in row.get("tool_calls", ())
+        ],
     )
     if row["role"] == "agent" and row["llm_first_token_ms"] is not None:
         turn.latency.CopyFrom(

@@ -59,5 +59,6 @@ async def process_conversation(body: ProcessIn, core: CoreDep, caller: CallerDep
         sid,
         lambda session: session.push_text(body.text),
         speak=body.include_audio,
+        tools={"tools": body.tools, "tool_sets": body.tool_sets},
     )
     return TurnOut(**await turn_response(outcome, body.include_audio))

@@ -52,9 +52,12 @@ async def root(request: Request) -> ApiInfo:
     responses={503: {"model": HealthOut, "description": "A required part is down."}},
 )
 async def health(request: Request, response: Response, core: CoreDep) -> HealthOut:
-    """200 while the server can serve; 503, with `reason`, when the database is unreachable
-    or a provider is not configured (every turn would fail)."""
+    """200 while the server can serve; 503, with `reason`, when the database is unreachable,
+    a provider is not configured (every turn would fail) or the server is draining (shutting
+    down: a load balancer should send new callers elsewhere; gRPC health says NOT_SERVING)."""
     reasons = []
+    if core.live.closed:
+        reasons.append("the server is shutting down")
     db_ok = await core.db_health.check()  # the gRPC health service hears the answer too
     if not db_ok:
         reasons.append("the database is unreachable")

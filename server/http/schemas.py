@@ -128,6 +128,17 @@ class Latency(BaseModel):
     end_of_speech_to_first_audio_ms: int = -1
 
 
+class StoredToolCall(BaseModel):
+    call_id: str
+    name: str
+    arguments: str = Field(description="The arguments the model gave, as JSON text.")
+    outcome: Literal["completed", "failed", "timed_out", "cancelled"]
+    output: str = Field("", description="completed: the result given to the model.")
+    error: str = Field("", description="failed / timed_out: what went wrong.")
+    reason: str = Field("", description="cancelled: why (for example 'barge-in').")
+    duration_ms: int = Field(description="Running time; -1 if it never ran.")
+
+
 class TurnOut(BaseModel):
     """One completed turn of a conversation (what /voice-agent/process and
     /conversation/process return)."""
@@ -147,6 +158,9 @@ class TurnOut(BaseModel):
     )
     audio_format: str | None = Field(None, examples=["mp3"])
     audio_duration_ms: int = Field(0, description="Length of the reply audio.")
+    tool_calls: list[StoredToolCall] = Field(
+        default_factory=list, description="The tool calls this reply made, with outcomes."
+    )
 
 
 class VoiceTurnOut(TurnOut):
@@ -203,3 +217,10 @@ class ProcessIn(BaseModel):
         description="What the user says (`user_input` is accepted too).",
     )
     include_audio: bool = Field(False, description="Also return the reply as MP3 (base64).")
+    tools: list[dict] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Tools for this turn (docs/tools.md): webhook and built-in tools only, "
+        "since nobody is on a live stream to answer a client tool. Server tool sets apply too.",
+    )
+    tool_sets: list[str] = Field(default_factory=list, max_length=16)

@@ -21,6 +21,7 @@ from server.http.audio_codec import MAX_UPLOAD_BYTES
 
 # One base64 recording of the largest allowed upload, plus its JSON envelope.
 WS_MAX_MESSAGE_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
+WORKER_HEADER = "X-Voiceagent-Worker"
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -32,8 +33,9 @@ class _EmbeddedServer(uvicorn.Server):
         pass
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, with TCP_NODELAY for every connection it accepts.
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The listening socket, with TCP_NODELAY for every connection it accepts; `reuse_port`
+    (workers of one parent, server/workers): SO_REUSEPORT, shared with the other workers.
 
     asyncio turns Nagle's algorithm off only on sockets whose `proto` is IPPROTO_TCP, and
     `socket.create_server` leaves it 0, so a kept-alive HTTP connection's response would wait
@@ -44,10 +46,13 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         if ":" in host:
             sock = socket.create_server(
-                (host, port), family=socket.AF_INET6, dualstack_ipv6=host == "::"
+                (host, port),
+                family=socket.AF_INET6,
+                dualstack_ipv6=host == "::",
+                reuse_port=reuse_port,
             )
         else:
-            sock = socket.create_server((host, port))
+            sock = socket.create_server((host, port), reuse_port=reuse_port)
     except OSError as exc:
         raise RuntimeError(f"cannot bind HTTP to {host}:{port}: {exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -62,11 +67,14 @@ class HttpServer:
         port: int,
         *,
         shutdown_grace_s: float,
+        worker: int | None = None,
         tls: tuple[Path, Path] | None = None,
     ) -> None:
         """`tls`: (certificate, key) PEM files. uvicorn wraps the pre-bound socket in TLS too
-        (it passes `config.ssl` to `loop.create_server(sock=...)`)."""
-        self.host, self.requested_port = host, port
+        (it passes `config.ssl` to `loop.create_server(sock=...)`). `worker`: this process is
+        worker number `worker` of a parent: the port is shared (SO_REUSEPORT) and every
+        response says which worker answered (`X-Voiceagent-Worker`)."""
+        self.host, self.requested_port, self.worker = host, port, worker
         redact.install()
         cert, key = tls or (None, None)
         self.config = uvicorn.Config(
@@ -78,13 +86,14 @@ class HttpServer:
             timeout_graceful_shutdown=max(1, round(shutdown_grace_s)),
             ssl_certfile=cert,
             ssl_keyfile=key,
+            headers=[(WORKER_HEADER, str(worker))] if worker else None,
         )
         self.server = _EmbeddedServer(self.config)
         self._task: asyncio.Task[None] | None = None
         self.port = 0
 
     async def start(self) -> int:
-        sock = bind(self.host, self.requested_port)
+        sock = bind(self.host, self.requested_port, reuse_port=self.worker is not None)
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="http")
         while not self.server.started:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from server.http.schemas import SESSION_ID, Latency
+from server.http.schemas import SESSION_ID, Latency, StoredToolCall
 
 
 class SessionOut(BaseModel):
@@ -43,6 +43,9 @@ class StoredTurn(BaseModel):
     audio_ms: int = 0
     latency: Latency | None = None
     created_at: datetime
+    tool_calls: list[StoredToolCall] = Field(
+        default_factory=list, description="Agent: this reply's tool calls, in order."
+    )
 
 
 class TurnPage(BaseModel):

@@ -15,8 +15,13 @@ from server.auth.caller import READ
 from server.auth.http import CallerDep
 from server.http.deps import CoreDep
 from server.http.errors import ERROR_RESPONSES
-from server.http.schemas import NO_NUL, Latency, no_nul
-from server.http.session_schemas import SessionOut, SessionPage, StoredTurn, TurnPage
+from server.http.schemas import NO_NUL, Latency, StoredToolCall, no_nul
+from server.http.session_schemas import (
+    SessionOut,
+    SessionPage,
+    StoredTurn,
+    TurnPage,
+)
 from server.sessions import checks, ids
 from server.sessions.reads import MAX_PAGE, SessionReads
 
@@ -55,6 +60,10 @@ def turn_out(row) -> StoredTurn:
         audio_ms=row["audio_ms"] or 0,
         latency=latency,
         created_at=row["created_at"],
+        tool_calls=[
+            StoredToolCall(**{k: c[k] for k in StoredToolCall.model_fields})
+            for c in row.get("tool_calls", ())
+        ],
     )
 
 

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException
 from voiceagent.v1 import converse_pb2
 
+from pipeline.events import OUTCOME_NAMES
 from pipeline.session import VoiceSession
+from pipeline.tools.spec import Runs
 from server.auth.caller import Caller
 from server.http import audio_codec
 from server.http.errors import status_of
 from server.http.requests import OUTPUT_RATE, turn_request
 from server.http.schemas import Latency, TurnOut
-from server.sessions.errors import event_error_kind
+from server.sessions.errors import RequestError, event_error_kind
 from server.sessions.opener import SessionOpener
+from server.sessions.tools import tools_fields
 
 Push = Callable[[VoiceSession], Awaitable[None]]
 
@@ -38,6 +42,8 @@ class TurnOutcome:
     latency: dict = field(default_factory=dict)
     audio: bytearray = field(default_factory=bytearray)  # mono PCM at OUTPUT_RATE
     errors: list[converse_pb2.Error] = field(default_factory=list)
+    tool_calls: list[dict] = field(default_factory=list)
+    _arguments: dict[str, str] = field(default_factory=dict)
 
     def collect(self, event: converse_pb2.ConverseResponse) -> None:
         kind = event.WhichOneof("event")
@@ -52,14 +58,47 @@ class TurnOutcome:
             self.latency = {name: getattr(done.latency, name) for name in Latency.model_fields}
         elif kind == "error":
             self.errors.append(event.error)
+        elif kind == "tool_call_done":
+            f = event.tool_call_done
+            self.tool_calls.append(
+                dict(
+                    call_id=f.call_id,
+                    name=f.name,
+                    arguments=self._arguments.get(f.call_id, ""),
+                    outcome=OUTCOME_NAMES[f.outcome],
+                    output=f.output,
+                    error=f.error,
+                    reason=f.reason,
+                    duration_ms=f.duration_ms,
+                )
+            )
+        elif kind == "tool_call":
+            self._arguments[event.tool_call.call_id] = event.tool_call.arguments_json
 
 
 async def run_turn(
-    opener: SessionOpener, caller: Caller, session_id: str, push: Push, speak: bool = True
+    opener: SessionOpener,
+    caller: Caller,
+    session_id: str,
+    push: Push,
+    speak: bool = True,
+    tools: dict | None = None,
 ) -> TurnOutcome:
     """Resume the session, feed it one input, and wait for the reply to complete. With
-    `speak=False` the reply is text only: no TTS work for audio nobody will receive."""
-    opened = await opener.open(turn_request(caller, session_id, speak))
+    `speak=False` the reply is text only: no TTS work for audio nobody will receive.
+    `tools` ({"tools": [...], "tool_sets": [...]}) may not hold client tools: nobody could
+    answer them."""
+    request = turn_request(caller, session_id, speak)
+    if tools:
+        declared, sets, _ = tools_fields(tools)
+        client = [s.name for s in declared if s.runs is Runs.CLIENT]
+        if client:
+            raise RequestError(
+                f"tools: {client[0]!r} is a client tool; over REST only webhook and built-in "
+                "tools can run (use a live stream: gRPC Converse, the WebSocket or WebRTC)"
+            )
+        request = dataclasses.replace(request, tools=declared, tool_sets=sets)
+    opened = await opener.open(request)
     outcome = TurnOutcome(opened.record.id)
     async with opener.running(opened) as session:
         await push(session)
@@ -92,6 +131,7 @@ async def turn_response(outcome: TurnOutcome, include_audio: bool, **extra) -> d
             audio_base64=audio_b64,
             audio_format="mp3" if audio_b64 else None,
             audio_duration_ms=audio_ms,
+            tool_calls=outcome.tool_calls,
         ).model_dump()
         | extra
     )

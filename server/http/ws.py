@@ -25,8 +25,11 @@ from server.http.ws_protocol import (
     AudioChunk,
     Control,
     EventRenderer,
+    Message,
     ProtocolError,
     TextInput,
+    ToolResultIn,
+    ToolsIn,
     error,
     parse,
 )
@@ -163,10 +166,17 @@ class Socket:
         self._client_gone = True
         await self.session.close()
 
-    async def _apply(self, message: AudioChunk | TextInput | Control) -> None:
+    async def _apply(self, message: Message) -> None:
         if self._input_ended:
             raise ProtocolError("input has ended (end_of_input was sent); reconnect to go on")
-        if isinstance(message, TextInput):
+        if isinstance(message, ToolResultIn):
+            await self.session.tool_result(message.call_id, message.output, message.error)
+        elif isinstance(message, ToolsIn):
+            catalog = self.websocket.app.state.core.opener.tools
+            self.session.set_tools(
+                catalog.options(message.tools, message.tool_sets, message.choice)
+            )
+        elif isinstance(message, TextInput):
             await self.session.push_text(message.text)
         elif isinstance(message, Control):
             if message.action == "interrupt":

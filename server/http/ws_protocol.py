@@ -13,15 +13,18 @@ import binascii
 import json
 from dataclasses import dataclass
 
+from google.protobuf.json_format import MessageToDict
 from voiceagent.v1 import converse_pb2
 
+from pipeline.tools.spec import ToolSpec
 from pipeline.turn import State
 from server.http import audio_codec
 from server.http.requests import OUTPUT_RATE
 from server.sessions import checks
+from server.sessions.tools import tool_result_fields, tools_fields
 
 PCM_FORMATS = ("pcm16", "pcm", "pcm_s16le", "linear16", "raw")
-CLIENT_TYPES = ("audio_chunk", "text_input", "interrupt", "end_of_input")
+CLIENT_TYPES = ("audio_chunk", "text_input", "interrupt", "end_of_input", "tools", "tool_result")
 
 
 class ProtocolError(ValueError):
@@ -50,7 +53,26 @@ class Control:
     action: str  # "interrupt" | "end_of_input"
 
 
-def parse(text: str | None) -> AudioChunk | TextInput | Control:
+@dataclass(frozen=True)
+class ToolsIn:
+    """Declare (replace) the session's tools for its next replies."""
+
+    tools: tuple[ToolSpec, ...]
+    tool_sets: tuple[str, ...]
+    choice: str
+
+
+@dataclass(frozen=True)
+class ToolResultIn:
+    call_id: str
+    output: str
+    error: str
+
+
+Message = AudioChunk | TextInput | Control | ToolsIn | ToolResultIn
+
+
+def parse(text: str | None) -> Message:
     """One client frame (its text; None for a binary frame) -> a message, or ProtocolError."""
     if text is None:
         raise ProtocolError(
@@ -73,6 +95,10 @@ def parse(text: str | None) -> AudioChunk | TextInput | Control:
         return TextInput(checks.bounded_text(value, "text", checks.MAX_TEXT_CHARS, required=True))
     if kind == "audio_chunk":
         return _audio_chunk(message)
+    if kind == "tools":
+        return ToolsIn(*tools_fields(message))
+    if kind == "tool_result":
+        return ToolResultIn(*tool_result_fields(message))
     if kind in CLIENT_TYPES:
         return Control(kind)
     raise ProtocolError(
@@ -160,6 +186,9 @@ class EventRenderer:
         if kind == "speech_stopped":
             return [{"type": "speech_stopped", "start_offset_ms": body.start_offset_ms,
                      "end_offset_ms": body.end_offset_ms}]  # fmt: skip
+        if kind in ("tool_call", "tool_call_done"):
+            return [{"type": kind, **MessageToDict(body, preserving_proto_field_name=True,
+                     always_print_fields_with_no_presence=True)}]  # fmt: skip
         if kind == "interrupted":
             return [{"type": "interrupted", "turn_index": body.turn_index,
                      "spoken_text": body.spoken_text, "audio_sent_ms": body.audio_sent_ms}]  # fmt: skip

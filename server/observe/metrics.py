@@ -37,7 +37,7 @@ from prometheus_client import (
 # `*_created` timestamps double the series and no dashboard here uses them.
 disable_created_metrics()
 
-EDGES = ("grpc", "rest", "websocket", "webrtc")
+EDGES = ("grpc", "rest", "websocket", "realtime", "webrtc")
 OTHER_EDGE = "other"  # a session opened without saying which edge it came in on
 # Seconds; voice latencies live between ~10 ms (VAD) and a few seconds (a slow LLM).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
@@ -123,7 +123,7 @@ def dead_air(stage: str) -> None:
 
 
 def tool_call(outcome: str) -> None:
-    """A tool call finished with `outcome` (e.g. "ok", "error", "timeout")."""
+    """A tool call finished with `outcome`: completed, failed, timed_out or cancelled."""
     TOOL_CALLS.labels(outcome).inc()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.events import Event
+from pipeline.events import OUTCOME_NAMES, Event
 from pipeline.session import VoiceSession
 from pipeline.turn import Turn
 from server.observe import logcontext, metrics
@@ -91,6 +91,8 @@ class SessionWatch:
             self._frames_out.inc()
         elif kind == "interrupted":  # only a barge-in sends it; a hang-up mid-turn does not
             self._interruptions.inc()
+        elif kind == "tool_call_done":
+            metrics.tool_call(OUTCOME_NAMES.get(event.tool_call_done.outcome, "unspecified"))
 
     def _audio_in(self, size: int) -> None:
         if self._next_audio_in is not None:

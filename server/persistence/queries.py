@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from pipeline.providers.base import ChatMessage
+from pipeline.providers.base import ChatMessage, ToolCallRequest
 
 SESSION_COLUMNS = """
     s.id, c.external_id AS customer_id, s.state, s.instructions, s.voice, s.created_at,
@@ -58,14 +58,47 @@ async def load_history(
         uuid.UUID(session_id),
         tenant_id,
     )
+    calls = await pool.fetch(
+        """SELECT turn_index, call_id, name, arguments, outcome, output, error FROM tool_calls
+           WHERE session_id = $1 AND tenant_id = $2 AND outcome <> 'cancelled'
+           ORDER BY turn_index, created_at""",
+        uuid.UUID(session_id),
+        tenant_id,
+    )
+    by_turn: dict[int, list[asyncpg.Record]] = {}
+    for call in calls:
+        by_turn.setdefault(call["turn_index"], []).append(call)
     history = []
     for row in rows:
         if row["role"] == "user":
             history.append(ChatMessage("user", row["text"]))
-        elif row["spoken_text"]:
+            continue
+        for call in by_turn.pop(row["turn_index"], []):  # its calls, then what was heard
+            history += _tool_messages(call)
+        if row["spoken_text"]:
             history.append(ChatMessage("assistant", row["spoken_text"]))
+    for late in by_turn.values():  # calls of a turn with no stored reply (cut, then finished)
+        for call in late:
+            history += _tool_messages(call)
     next_index = (rows[-1]["turn_index"] + 1) if rows else 1
     return history, next_index
+
+
+def _tool_messages(call: asyncpg.Record) -> list[ChatMessage]:
+    request = ToolCallRequest(call["call_id"], call["name"], call["arguments"])
+    if call["outcome"] == "completed":
+        result = call["output"]
+    else:
+        result = json.dumps({"error": call["error"] or f"the tool {call['name']} failed"})
+    return [
+        ChatMessage("assistant", "", tool_calls=(request,)),
+        ChatMessage("tool", result, tool_call_id=call["call_id"]),
+    ]
+
+
+TOOL_CALL_COLUMNS = (
+    "turn_index, call_id, name, arguments, outcome, output, error, reason, duration_ms"
+)
 
 
 async def list_sessions(
@@ -99,7 +132,8 @@ async def list_sessions(
 
 async def list_turns(
     pool: asyncpg.Pool, session_id: str, tenant_id: str, page_size: int, page_token: str
-) -> tuple[list[asyncpg.Record], str]:
+) -> tuple[list[dict], str]:
+    """A page of turns; agent turns carry their tool calls (`tool_calls`, oldest first)."""
     after_index, after_role = -1, -1
     if page_token:
         index, role = decode_token(page_token, 2)
@@ -117,10 +151,26 @@ async def list_turns(
            ORDER BY t.turn_index, role_order LIMIT $4""",
         uuid.UUID(session_id), after_index, after_role, page_size + 1, tenant_id,
     )  # fmt: skip
-    if len(rows) <= page_size:
-        return list(rows), ""
-    last = rows[page_size - 1]
-    return list(rows[:page_size]), encode_token(last["turn_index"], last["role_order"])
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    calls: dict[int, list[dict]] = {}
+    if rows:
+        found = await pool.fetch(
+            f"""SELECT {TOOL_CALL_COLUMNS} FROM tool_calls
+                WHERE session_id = $1 AND tenant_id = $2 AND turn_index BETWEEN $3 AND $4
+                ORDER BY turn_index, created_at, call_id""",
+            uuid.UUID(session_id), tenant_id, rows[0]["turn_index"], rows[-1]["turn_index"],
+        )  # fmt: skip
+        for call in found:
+            calls.setdefault(call["turn_index"], []).append(dict(call))
+    page = [
+        {**dict(r), "tool_calls": calls.get(r["turn_index"], []) if r["role"] == "agent" else []}
+        for r in rows
+    ]
+    if not more:
+        return page, ""
+    last = rows[-1]
+    return page, encode_token(last["turn_index"], last["role_order"])
 
 
 async def write_now(pool: asyncpg.Pool, writes) -> None:

@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import datetime
 
+from pipeline.tools.lifecycle import ToolCall
 from pipeline.turn import State, Turn
 from server.persistence.writer import Write
 
@@ -50,6 +51,13 @@ INSERT INTO turn_metrics (session_id, turn_index, vad_stop_to_transcript_ms, llm
                           tts_first_byte_ms, end_of_speech_to_first_audio_ms, tenant_id)
 VALUES ($1, $2, $3, $4, $5, $6, {_TENANT_OF_SESSION})
 ON CONFLICT (session_id, turn_index) DO NOTHING"""
+
+
+_TOOL_CALL = f"""
+INSERT INTO tool_calls (session_id, call_id, turn_index, name, arguments, outcome, output,
+                        error, reason, duration_ms, created_at, tenant_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_TENANT_OF_SESSION})
+ON CONFLICT (session_id, call_id) DO NOTHING"""
 
 
 def _clean(text: str) -> str:
@@ -97,3 +105,12 @@ def turn_closed(session_id: str, turn: Turn, spoken: str, at: datetime) -> list[
     # An agent-only turn (the dead-air recovery line) has no user row: history has no "" input.
     users = [Write(_TURN, user)] if turn.user_text else []
     return [*users, Write(_TURN, agent), Write(_METRICS, metrics)]
+
+
+def tool_call_done(session_id: str, call: ToolCall, at: datetime) -> Write:
+    assert call.outcome is not None
+    duration = call.duration_ms if call.ran else -1
+    args = (uuid.UUID(session_id), call.call_id, call.turn_index, _clean(call.name),
+            _clean(call.arguments), call.outcome.value, _clean(call.output), _clean(call.error),
+            call.reason, duration, at)  # fmt: skip
+    return Write(_TOOL_CALL, args)

@@ -26,6 +26,7 @@ class EndReason(StrEnum):
     CONNECTION_LOST = "connection_lost"  # WebRTC: disconnected for longer than the limit
     SESSION_ENDED = "session_ended"  # WebRTC: the session stopped by itself
     MAX_DURATION = "max_duration"  # MAX_SESSION_DURATION_S reached
+    AGENT_HUNG_UP = "agent_hung_up"  # the agent's end_call tool, after its goodbye was heard
 
     @property
     def final(self) -> bool:

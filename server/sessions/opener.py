@@ -25,6 +25,7 @@ from pipeline.dead_air import DeadAirParams
 from pipeline.providers.base import Providers
 from pipeline.session import SessionOptions, VoiceSession
 from pipeline.silero import SileroBatcher
+from pipeline.tools.spec import ToolSpec
 from pipeline.vad import VadParams
 from pipeline.watchdog import DeadAirCounts, DeadAirWatchdog
 from server.auth.caller import CONVERSE, Caller, open_access
@@ -38,6 +39,7 @@ from server.sessions.errors import Kind, RequestError
 from server.sessions.limits import TenantAdmission, TenantLimits
 from server.sessions.live import LiveSessions
 from server.sessions.store import SessionRecord, SessionStore
+from server.sessions.tools import ToolCatalog
 from server.sessions.traces import SessionTraces
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ class SessionRequest:
     record: bool = False  # record this stream's audio (RECORD_SESSIONS records every one)
     caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
     edge: str = ""  # which edge opened it (grpc, rest, websocket, webrtc): metrics, logs, traces
+    tools: tuple[ToolSpec, ...] = ()  # the session's own tool declarations
+    tool_sets: tuple[str, ...] = ()  # server tool sets; () = the "default" set, if any
+    tool_choice: str = ""  # "" = auto
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,10 @@ class SessionOpener:
         live: LiveSessions,
         traces: SessionTraces | None = None,
         recordings: Recordings | None = None,
+        tools: ToolCatalog | None = None,
     ) -> None:
         self.settings, self.providers, self.batcher = settings, providers, batcher
+        self.tools = tools or ToolCatalog(settings)
         self.store, self.live = store, live
         self.traces = traces or SessionTraces.off(providers)
         self.recordings = recordings
@@ -122,6 +129,7 @@ class SessionOpener:
                 else request.output_lead_ms
             ),
             speak=request.speak,
+            tools=self.tools.options(request.tools, request.tool_sets, request.tool_choice),
         )
         if not request.session_id:
             record = self.store.create(
@@ -214,6 +222,7 @@ class SessionOpener:
             Conversation(record.instructions, record.history, record.next_turn_index),
             opened.options,
             recorder=self.store.recorder(record),
+            webhook=self.tools.webhook,
         )
         tenant = record.tenant_id
         limits = await self.limits(tenant)

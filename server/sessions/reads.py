@@ -71,7 +71,7 @@ class SessionReads:
         page_size: int,
         page_token: str,
         shown_id: str | None = None,
-    ) -> tuple[list[asyncpg.Record], str]:
+    ) -> tuple[list[dict], str]:
         row = await self.session(tenant_id, session_id, shown_id)
         with database_errors():
             return await queries.list_turns(

@@ -14,6 +14,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.providers.base import ChatMessage
+from pipeline.tools.lifecycle import ToolCall
 from pipeline.turn import State, Turn
 from server.persistence import queries, records
 from server.persistence.database import Database
@@ -56,6 +57,9 @@ class SessionRecorder:
 
     def state_changed(self, state: State) -> None:
         self.writer.submit(records.state_changed(self.session_id, state, utcnow()))
+
+    def tool_call_done(self, call: ToolCall) -> None:
+        self.writer.submit(records.tool_call_done(self.session_id, call, utcnow()))
 
 
 class SessionStore:

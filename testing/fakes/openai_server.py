@@ -14,70 +14,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import io
 import json
-import math
 import re
 import time
-import wave
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from aiohttp import web
 
+from testing.fakes.chat_script import ScriptedReply, reply_chunks
+from testing.fakes.faults import Fault, openai_error
+from testing.fakes.upload_audio import AudioInfo, parse_form, sine_pcm, wav_bytes
+
 ENDPOINTS = ("transcriptions", "chat", "speech", "models")
-TTS_RATE = 24_000
 CREATED = 1_700_000_000  # fixed timestamp keeps responses byte-for-byte deterministic
 # A handler answers with a whole response, or (content type, body chunks, delay between chunks).
-Reply = web.Response | tuple[str, list[bytes], float]
-_ERROR_KINDS = {
-    401: ("invalid_request_error", "invalid_api_key"),  # (type, code) as OpenAI sends
-    429: ("requests", "rate_limit_exceeded"),
-}
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour, consumed by a single request (see ``FakeOpenAI.inject``)."""
-
-    kind: str  # "status" | "stall" | "drop" | "drop_mid_stream"
-    code: int = 0
-    retry_after: float | None = None
-    message: str = "injected"
-    after_chunks: int = 0
-
-    @classmethod
-    def status(cls, code: int, retry_after: float | None = None, message: str = "injected"):
-        """Reply with an OpenAI-shaped error; ``retry_after`` sets Retry-After + retry-after-ms."""
-        return cls("status", code=code, retry_after=retry_after, message=message)
-
-    @classmethod
-    def stall(cls):
-        """Never answer (until ``stop()``): exercises client timeouts."""
-        return cls("stall")
-
-    @classmethod
-    def drop(cls):
-        """Close the TCP connection without any response: a connection error for the client."""
-        return cls("drop")
-
-    @classmethod
-    def drop_mid_stream(cls, after_chunks: int):
-        """Send ``after_chunks`` body chunks, then close; non-streamed replies act as drop()."""
-        return cls("drop_mid_stream", after_chunks=after_chunks)
-
-
-@dataclass
-class AudioInfo:
-    """What was uploaded for transcription; WAV fields are None when it is not a WAV."""
-
-    filename: str | None
-    content_type: str | None
-    size_bytes: int
-    sample_rate: int | None = None
-    channels: int | None = None
-    duration_s: float | None = None
-    pcm: bytes = b""
+Reply = web.Response | tuple[str, list[Any], float]
 
 
 @dataclass
@@ -90,69 +42,20 @@ class Recorded:
     at: float = field(default_factory=time.monotonic)
 
 
-def openai_error(status: int, message: str, headers: dict | None = None) -> web.Response:
-    """An error response in OpenAI's shape, which the SDK turns into ``APIStatusError``s."""
-    default = ("server_error" if status >= 500 else "invalid_request_error", None)
-    etype, code = _ERROR_KINDS.get(status, default)
-    body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
-
-
-# 220 Hz at 24 kHz repeats exactly every 1200 samples (11 cycles): compute once, then tile.
-_SINE_PERIOD = b"".join(
-    round(9830 * math.sin(2 * math.pi * 220 * i / TTS_RATE)).to_bytes(2, "little", signed=True)
-    for i in range(1200)
-)  # amplitude 9830 ~= 0.3 * 32767
-
-
-def sine_pcm(duration_s: float) -> bytes:
-    """24 kHz mono int16 220 Hz sine of an exact length; tiling keeps it cheap for the loop."""
-    nbytes = 2 * round(duration_s * TTS_RATE)
-    reps = nbytes // len(_SINE_PERIOD) + 1
-    return (_SINE_PERIOD * reps)[:nbytes]
-
-
-def _wav_bytes(pcm: bytes) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(TTS_RATE)
-        w.writeframes(pcm)
-    return out.getvalue()
-
-
-def _audio_info(filename: str | None, content_type: str | None, data: bytes) -> AudioInfo:
-    info = AudioInfo(filename, content_type, len(data))
-    try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            info.sample_rate, info.channels = w.getframerate(), w.getnchannels()
-            info.duration_s = w.getnframes() / info.sample_rate
-            info.pcm = w.readframes(w.getnframes())
-    except (wave.Error, EOFError, ZeroDivisionError):  # not a (sane) WAV
-        pass
-    return info
-
-
-async def _parse_form(request: web.Request) -> tuple[dict, AudioInfo | None]:
-    """Multipart form fields -> body dict; the ``file`` part -> AudioInfo."""
-    form = await request.post()
-    audio, body = None, {}
-    for key in dict.fromkeys(form.keys()):
-        values = form.getall(key)
-        if isinstance(values[0], web.FileField):
-            f = values[0]
-            audio = _audio_info(f.filename, f.content_type, f.file.read())
-        else:  # repeated fields (arrays such as timestamp_granularities[]) become lists
-            body[key] = values[0] if len(values) == 1 else values
-    return body, audio
-
-
 def _text_of(content: Any) -> str:
     """Message content is a string or a list of parts ({"type": "text", "text": ...})."""
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return content or ""
+
+
+async def _first(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 class FakeOpenAI:
@@ -161,7 +64,8 @@ class FakeOpenAI:
     Public attributes (set them freely before or between requests):
 
     - ``transcripts`` / ``default_transcript``: STT results, popped per request.
-    - ``chat_replies``: chat replies, popped per request; default "You said: {last user}.".
+    - ``chat_replies``: chat replies (strings or chat_script.ScriptedReply with tool calls
+      and pauses), popped per request; default "You said: {last user}.".
     - ``latency``: seconds before a response starts, keys "transcriptions", "chat", "speech".
     - ``chat_token_delay``: seconds between streamed chat chunks.
     - ``tts_ms_per_char`` (speech lasts max(100 ms, len(input) * it)), ``tts_chunk_bytes``,
@@ -172,7 +76,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.transcripts: collections.deque[str] = collections.deque()
         self.default_transcript = "hello there"
-        self.chat_replies: collections.deque[str] = collections.deque()
+        self.chat_replies: collections.deque[str | ScriptedReply] = collections.deque()
         self.latency: dict[str, float] = {"transcriptions": 0.0, "chat": 0.0, "speech": 0.0}
         self.chat_token_delay = 0.0
         self.tts_ms_per_char = 20.0
@@ -246,7 +150,7 @@ class FakeOpenAI:
         async def serve(request: web.Request) -> web.StreamResponse:
             audio = None
             if endpoint == "transcriptions":
-                body, audio = await _parse_form(request)
+                body, audio = await parse_form(request)
             else:
                 try:
                     body = await request.json()
@@ -281,6 +185,11 @@ class FakeOpenAI:
             resp = web.StreamResponse(headers={"Content-Type": content_type})
             await resp.prepare(request)
             for i, chunk in enumerate(chunks):
+                if isinstance(chunk, ScriptedReply):  # a scripted pause: wait for the test
+                    chunk.paused.set()
+                    assert chunk.pause is not None
+                    await _first(chunk.pause.wait(), self._stopping.wait())
+                    continue
                 if cut is not None and i >= cut:
                     return self._drop(request, resp)
                 if i and delay > 0 and not await self._sleep(delay):
@@ -321,18 +230,15 @@ class FakeOpenAI:
             return openai_error(400, "'messages' must be a non-empty array.")
         user = [m for m in messages if m.get("role") == "user"]
         last = _text_of(user[-1].get("content")) if user else ""
-        reply = self.chat_replies.popleft() if self.chat_replies else f"You said: {last}."
+        scripted = self.chat_replies.popleft() if self.chat_replies else f"You said: {last}."
+        reply = scripted if isinstance(scripted, ScriptedReply) else ScriptedReply(scripted)
         model, cid = body.get("model", "gpt-4o-mini"), f"chatcmpl-fake{self.calls['chat']}"
-        pieces = re.findall(r"\S+\s*", reply)
+        n_out = len(re.findall(r"\S+\s*", reply.text)) + len(reply.tool_calls)
         n_in = sum(len(_text_of(m.get("content")).split()) for m in messages)
-        usage = {
-            "prompt_tokens": n_in,
-            "completion_tokens": len(pieces),
-            "total_tokens": n_in + len(pieces),
-        }
+        usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
         head = {"id": cid, "created": CREATED, "model": model}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": reply, "refusal": None}
+            message = {"role": "assistant", "content": reply.text, "refusal": None}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
             return web.json_response(
                 {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
@@ -350,8 +256,7 @@ class FakeOpenAI:
                 obj["usage"] = usage
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
-        chunks = [sse({"role": "assistant", "content": ""})]
-        chunks += [sse({"content": p}) for p in pieces] + [sse({}, "stop")]
+        chunks, _ = reply_chunks(reply, sse, self.calls["chat"])
         if include_usage:
             chunks.append(sse(None, usage=usage))
         return "text/event-stream", [*chunks, b"data: [DONE]\n\n"], self.chat_token_delay
@@ -365,7 +270,7 @@ class FakeOpenAI:
             msg = f"The fake supports response_format 'pcm' and 'wav' only, got {fmt!r}."
             return openai_error(400, msg)
         pcm = sine_pcm(max(100.0, len(text) * self.tts_ms_per_char) / 1000)
-        data = pcm if fmt == "pcm" else _wav_bytes(pcm)
+        data = pcm if fmt == "pcm" else wav_bytes(pcm)
         size = max(1, int(self.tts_chunk_bytes))
         chunks = [data[i : i + size] for i in range(0, len(data), size)]
         return f"audio/{fmt}", chunks, self.tts_chunk_delay

@@ -1,0 +1,1 @@
+"""Tool calls: declarations (spec), one lifecycle per call (lifecycle), running them (runner)."""
