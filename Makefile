@@ -9,7 +9,7 @@ GEN_STAMP := gen/voiceagent/.gen-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test gen lint bench clean browser soak
+.PHONY: run test gen lint bench bench-peer clean browser soak
 
 run: $(GEN_STAMP)
 	$(PY) -m server
@@ -33,6 +33,19 @@ soak: $(GEN_STAMP)
 # Benchmarks (a few minutes): prints a table, writes bench/results/*.json. E.g. BENCH_ARGS=--smoke
 bench: $(GEN_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The peer side by side (bench/peer/): Pipecat in a venv of its own, never a project dependency,
+# then the capacity scenario with it. E.g. BENCH_ARGS="--capacity-peer-sessions 5,10,20".
+PEER_VENV := bench/.venv-pipecat
+PEER_STAMP := $(PEER_VENV)/.stamp
+
+bench-peer: $(GEN_STAMP) $(PEER_STAMP)
+	$(PY) -m bench --only capacity --peer $(BENCH_ARGS)
+
+$(PEER_STAMP):
+	test -d $(PEER_VENV) || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet 'pipecat-ai[silero,openai,websocket]==1.14.0' uvicorn
+	touch $@
 
 gen: $(GEN_STAMP)
 

@@ -41,6 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only", type=lambda s: s.split(","), help=f"scenarios to run: {','.join(SCENARIOS)}"
     )
+    p.add_argument(
+        "--peer", action="store_true", help="capacity: also Pipecat (needs `make bench-peer`)"
+    )
+    p.add_argument("--capacity-sessions", type=_ints, help="capacity: N to climb for this server")
+    p.add_argument("--capacity-peer-sessions", type=_ints, help="capacity: N to climb for Pipecat")
+    p.add_argument(
+        "--capacity-systems", type=lambda s: tuple(s.split(",")), help="ours1,ours2,pipecat"
+    )
     p.add_argument("--results-dir", type=Path, help="where the JSON goes (bench/results/)")
     p.add_argument(
         "--profile-server", type=Path, metavar="DIR", help="run servers under cProfile into DIR"
@@ -57,6 +65,10 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         "barge_streams": args.barge_streams,
         "cycle_s": args.cycle_s,
         "results_dir": args.results_dir,
+        "peer": args.peer or None,
+        "capacity_sessions": args.capacity_sessions,
+        "capacity_peer_sessions": args.capacity_peer_sessions,
+        "capacity_systems": args.capacity_systems,
         "profile_dir": args.profile_server,
     }
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

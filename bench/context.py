@@ -54,6 +54,13 @@ class BenchConfig:
     offline_listen_s: float = 1.5  # after the first agent audio, then an INTERRUPT (next turn)
     offline_model_items: int = 3  # sentences for STT/TTS, prompts for the LLM, per run
     offline_llm_tokens: int = 48  # max tokens per prompt for the tokens/s figure
+    # 8. capacity side by side (one process, two, the Pipecat peer with --peer)
+    capacity_systems: tuple[str, ...] = ("ours1", "ours2", "pipecat")
+    capacity_sessions: tuple[int, ...] = (25, 50, 100, 150, 200, 250, 300)  # climbed to a miss
+    capacity_peer_sessions: tuple[int, ...] = (2, 5, 10, 20, 40, 80)
+    capacity_cycle_s: float = 8.0  # an utterance every 8 s per stream
+    capacity_measure_cycles: float = 2.0
+    peer: bool = False  # also run Pipecat (needs bench/.venv-pipecat: `make bench-peer`)
     # 9. cluster control latency (two replicas, one Postgres)
     cluster_rounds: int = 200  # EndSession rounds per run, remote and local interleaved
     results_dir: Path = ROOT / "bench" / "results"
@@ -91,6 +98,11 @@ class BenchConfig:
             offline_model_items=1,
             offline_llm_tokens=8,
             cluster_rounds=10,
+            capacity_systems=("ours1",),  # the same job as the live run: reused, no extra time
+            capacity_sessions=(2,),
+            capacity_peer_sessions=(2,),
+            capacity_cycle_s=3.0,
+            capacity_measure_cycles=1.0,
         )
         return replace(base, **overrides)
 

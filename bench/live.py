@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from bench.context import BenchConfig, Context
+from bench.peer.stack import peer_stack
 from bench.procs import (
     Child,
     child,
@@ -39,6 +40,9 @@ class LiveJob:
     measure_s: float
     grace_s: float
     tts_ms_per_char: float
+    cycle_s: float | None = None  # None: the config's cycle_s
+    workers: int = 1  # server processes, the streams split between them (bench.stack)
+    system: str = "ours"  # "ours" | "pipecat" (the peer, bench.peer)
 
 
 def cycle_job(cfg: BenchConfig, n: int) -> LiveJob:
@@ -115,11 +119,14 @@ def live_run(ctx: Context, job: LiveJob, rep: int) -> LiveResult:
     return ctx.cache[key]
 
 
-def _loadgen_job(cfg: BenchConfig, job: LiveJob, target: str, first: int, count: int) -> dict:
+def _loadgen_job(
+    cfg: BenchConfig, job: LiveJob, targets: list[str], first: int, count: int
+) -> dict:
     fake = FakeSettings.of(cfg, job.tts_ms_per_char)
     return {
-        "target": target, "first_index": first, "count": count, "total": job.n,
-        "mode": job.mode, "text": cfg.utterance, "cycle_s": cfg.cycle_s,
+        "first_index": first, "count": count, "total": job.n,
+        "mode": job.mode, "text": cfg.utterance, "cycle_s": job.cycle_s or cfg.cycle_s,
+        "targets": targets, "transport": "ws" if job.system == "pipecat" else "grpc",
         "stagger_s": job.stagger_s, "warmup_s": job.warmup_s,
         "measure_from": job.measure_from, "measure_to": job.measure_from + job.measure_s,
         "end": job.measure_from + job.measure_s + job.grace_s,
@@ -132,14 +139,18 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
     cfg = ctx.config
     fake = FakeSettings.of(cfg, job.tts_ms_per_char)
     per = cfg.streams_per_loadgen
-    with voice_stack(ctx, fake) as stack, contextlib.ExitStack() as procs:
+    system = (
+        peer_stack(ctx, fake) if job.system == "pipecat" else voice_stack(ctx, fake, job.workers)
+    )
+    with system as stack, contextlib.ExitStack() as procs:
         server = stack.server.pid
-        rss_base = rss_bytes(server)
+        servers = [s.pid for s in stack.servers] or [server]
+        rss_base = sum(rss_bytes(p) for p in servers)
         gens: list[Child] = []
         for first in range(0, job.n, per):
             gen = procs.enter_context(child(f"loadgen{first // per}", "bench.loadgen"))
             count = min(per, job.n - first)
-            gen.send(json.dumps(_loadgen_job(cfg, job, stack.target, first, count)))
+            gen.send(json.dumps(_loadgen_job(cfg, job, stack.targets, first, count)))
             gens.append(gen)
         for gen in gens:
             ready = gen.read_line(timeout=120.0)
@@ -148,19 +159,19 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
         start_at = time.perf_counter() + 0.5
         for gen in gens:
             gen.send(f"GO {start_at!r}")
-        pids = [server, *(g.pid for g in gens)]
+        pids = [*servers, *(g.pid for g in gens)]
         _sleep_until(start_at + job.measure_from)
         cpu0 = [cpu_seconds(p) for p in pids]
-        threads0, machine0 = thread_cpu_seconds(server), machine_jiffies()
+        threads0, machine0 = _threads(servers), machine_jiffies()
         pg = stack.postgres_pid()
         pg0 = family_cpu_seconds(pg) if pg else {}
         t0 = time.perf_counter()
         rss_peak, measure_to = 0, start_at + job.measure_from + job.measure_s
         while time.perf_counter() < measure_to:
-            rss_peak = max(rss_peak, rss_bytes(server))
+            rss_peak = max(rss_peak, sum(rss_bytes(p) for p in servers))
             time.sleep(min(0.2, max(0.0, measure_to - time.perf_counter())))
         cpu1 = [cpu_seconds(p) for p in pids]
-        threads1, machine1 = thread_cpu_seconds(server), machine_jiffies()
+        threads1, machine1 = _threads(servers), machine_jiffies()
         pg1 = family_cpu_seconds(pg) if pg else {}
         window = time.perf_counter() - t0
         results = []
@@ -177,12 +188,12 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
         n=job.n,
         data=_merge(results),
         window_s=window,
-        server_cpu_s=used[0],
-        loadgen_cpu_s=sum(used[1:]),
+        server_cpu_s=sum(used[: len(servers)]),
+        loadgen_cpu_s=sum(used[len(servers) :]),
         rss_base=rss_base,
         rss_peak=rss_peak,
         loadgens=len(gens),
-        main_thread_cpu_s=threads1.get(server, 0.0) - threads0.get(server, 0.0),
+        main_thread_cpu_s=sum(threads1.get(p, 0.0) - threads0.get(p, 0.0) for p in servers),
         postgres_cpu_s=sum(s - pg0.get(p, 0.0) for p, s in pg1.items()) if pg else float("nan"),
         machine_busy=busy / total if total else float("nan"),
         extra={
@@ -190,6 +201,14 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
             "server_threads_cpu_s": [round(s, 2) for s, _ in threads[:8]],  # busiest first
         },
     )
+
+
+def _threads(pids: list[int]) -> dict[int, float]:
+    """CPU per thread of every server process (a main thread's id is its process id)."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        out.update(thread_cpu_seconds(pid))
+    return out
 
 
 def _sleep_until(at: float) -> None:

@@ -16,12 +16,14 @@ from collections import defaultdict
 from typing import Any
 
 import grpc
+import websockets
 from voiceagent.v1 import voice_agent_service_pb2_grpc as pb_grpc
 
-from bench.streams import FRAME_S, Script, VadTiming, config
+from bench.streams import FRAME_S, FRAME_SAMPLES, Script, VadTiming, config
 
 CONNECT_TIMEOUT_S = 60.0
 OUT_RATE_BYTES_PER_MS = 48  # 24 kHz int16 agent audio
+FRAME_BYTES = 2 * FRAME_SAMPLES
 SENT_RING = 1024  # ~20 s of frames: far more than any event can lag and still be counted
 
 
@@ -29,7 +31,7 @@ class Stream:
     """One caller: frames on an absolute 20 ms schedule, every event timed on arrival."""
 
     def __init__(self, job: dict, index: int, out: dict[str, Any]) -> None:
-        self.job, self.out = job, out
+        self.job, self.out, self.index = job, out, index
         self.vad = VadTiming(**job["vad"])
         self.barge = job["mode"] == "barge"
         self.script = Script(job["text"], None if self.barge else job["cycle_s"])
@@ -97,8 +99,11 @@ class Stream:
             now = self.sent[i % SENT_RING] = time.perf_counter()
             if self.counted(at):
                 lag.append(round((now - at) * 1000, 3))
-            await self.call.write(self.script.request(i))
+            await self._send(self.script.request(i))
             i += 1
+
+    async def _send(self, request: Any) -> None:
+        await self.call.write(request)
 
     async def _read(self) -> None:
         try:
@@ -207,15 +212,65 @@ def empty_result() -> dict[str, Any]:
     }
 
 
+class PeerStream(Stream):
+    """The same caller against the Pipecat peer's WebSocket (bench/peer/pipecat_bot.py): the
+    same frames on the same schedule; its VAD events say how many input bytes the analyzer
+    had consumed, which names the frame that completed the debounce."""
+
+    async def connect(self, target: str) -> None:
+        self.ws = await websockets.connect(f"ws://{target}/ws", max_size=None, compression=None)
+
+    async def run(self, start_at: float, end_at: float) -> None:
+        self.t0 = start_at + self.offset_s
+        reader = asyncio.create_task(self._read())
+        try:
+            await self._write(end_at)
+        except websockets.ConnectionClosed as exc:
+            self._failed(exc)
+        finally:
+            self.closing = True
+            await self.ws.close()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _send(self, request: Any) -> None:
+        await self.ws.send(request.audio)
+
+    async def _read(self) -> None:
+        replying = False
+        try:
+            async for msg in self.ws:
+                now = time.perf_counter()
+                if isinstance(msg, bytes):
+                    if replying:  # the first agent audio after the user stopped: a turn
+                        replying = False
+                        self.out["turns"] += 1
+                    continue
+                event = json.loads(msg)
+                frame = event["consumed"] // FRAME_BYTES - 1
+                trigger = self.sched(frame)
+                if self.counted(trigger):
+                    key = "vad_start" if event["event"] == "speech_started" else "vad_stop"
+                    self.out[key].append(self._ms(now, trigger))
+                    self.out["vad_from_send"].append(self._ms(now, self.sent[frame % SENT_RING]))
+                replying = event["event"] == "speech_stopped"
+        except websockets.ConnectionClosed as exc:
+            self._failed(exc)
+            return
+        if not self.closing:
+            self._failed(RuntimeError("the server ended the stream early"))
+
+
 async def main() -> None:
     job = json.loads(sys.stdin.readline())
     out = empty_result()
-    streams = [Stream(job, job["first_index"] + i, out) for i in range(job["count"])]
+    kind = PeerStream if job.get("transport") == "ws" else Stream
+    streams = [kind(job, job["first_index"] + i, out) for i in range(job["count"])]
     gate = asyncio.Semaphore(32)
+    targets = job["targets"]
 
     async def connect(stream: Stream) -> None:
-        async with gate:
-            await stream.connect(job["target"])
+        async with gate:  # streams spread over the servers (workers) round robin
+            await stream.connect(targets[stream.index % len(targets)])
 
     await asyncio.wait_for(asyncio.gather(*(connect(s) for s in streams)), CONNECT_TIMEOUT_S)
     print("READY", flush=True)

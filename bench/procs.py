@@ -51,13 +51,14 @@ class Child:
         args: list[str],
         env: dict[str, str],
         read_stdout: bool = True,
+        python: str | None = None,
     ) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = LOG_DIR / f"{name}-{os.getpid()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [python or sys.executable, "-m", module, *args],
             cwd=ROOT,
             env={**os.environ, **env},
             stdin=subprocess.PIPE,
@@ -118,9 +119,11 @@ def child(
     env: dict[str, str] | None = None,
     stop_grace: float = 5.0,
     read_stdout: bool = True,
+    python: str | None = None,
 ) -> Iterator[Child]:
-    """A child for the duration of the block: TERM at the end, KILL after `stop_grace`."""
-    proc = Child(name, module, list(args), env or {}, read_stdout)
+    """A child for the duration of the block: TERM at the end, KILL after `stop_grace`;
+    `python`: another interpreter (a bench-only venv) instead of this one."""
+    proc = Child(name, module, list(args), env or {}, read_stdout, python)
     try:
         yield proc
     finally:

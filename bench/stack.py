@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.context import BenchConfig, Context
@@ -50,14 +50,20 @@ class FakeSettings:
 
 @dataclass
 class Stack:
-    server: Child
+    server: Child  # the first (or only) server process
     fake: Child
     port: int
     data_dir: Path
+    servers: list[Child] = field(default_factory=list)  # every server process (workers)
+    ports: list[int] = field(default_factory=list)
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def targets(self) -> list[str]:
+        return [f"127.0.0.1:{p}" for p in self.ports or [self.port]]
 
     def postgres_pid(self) -> int | None:
         """The embedded Postgres server's postmaster, if it is running."""
@@ -65,43 +71,65 @@ class Stack:
 
 
 @contextlib.contextmanager
-def voice_stack(ctx: Context, fake: FakeSettings) -> Iterator[Stack]:
-    """FakeOpenAI + voice server; both stopped on exit (server first: it holds the streams)."""
-    cfg = ctx.config
-    with child("fake-openai", "testing.fakes", fake.args()) as fake_proc:
+def voice_stack(ctx: Context, fake: FakeSettings, workers: int = 1) -> Iterator[Stack]:
+    """FakeOpenAI + voice server; both stopped on exit (server first: it holds the streams).
+
+    `workers` > 1 starts that many server processes, each on its own port with its own
+    DATA_DIR (so its own embedded Postgres): the load generators split the streams between
+    them. This stands in for one WORKERS=N server (a parent and N processes sharing the
+    ports with SO_REUSEPORT), which reached main after these measurements; the per-process
+    work is the same, the kernel's spreading of connections is not."""
+    with contextlib.ExitStack() as stack:  # unwinds last-in first: servers, then the fake
+        fake_proc = stack.enter_context(child("fake-openai", "testing.fakes", fake.args()))
         fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
-        port = free_port()
-        env = {
-            "GRPC_HOST": "127.0.0.1",
-            "GRPC_PORT": str(port),
-            "HTTP_HOST": "127.0.0.1",  # the REST/WebSocket API: any free port, loopback only
-            "HTTP_PORT": "0",
-            "OPENAI_API_KEY": "bench-key",
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
-            # Explicit, so a developer's .env cannot swap in local models or a real database.
-            "STT_PROVIDER": "openai",
-            "CHAT_PROVIDER": "openai",
-            "TTS_PROVIDER": "openai",
-            "DATABASE_URL": "",
-            "DATA_DIR": str(ctx.data_dir),
-            "VAD_START_MS": str(cfg.vad_start_ms),
-            "VAD_STOP_MS": str(cfg.vad_stop_ms),
-            "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
-            "MAX_SESSIONS": "10000",
-            "SHUTDOWN_GRACE_S": "1",
-            "WORKERS": "1",  # one process (WORKERS defaults to the number of cores)
-        }
-        module, args = "server", []
-        if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit
-            cfg.profile_dir.mkdir(parents=True, exist_ok=True)
-            prof = cfg.profile_dir / f"server-{time.strftime('%H%M%S')}-{port}.prof"
-            module, args = "cProfile", ["-o", str(prof), "-m", "server"]
-        try:
-            with child("server", module, args, env, 20.0, read_stdout=False) as server:
-                wait_healthy(server, port, timeout=60.0)
-                yield Stack(server, fake_proc, port, ctx.data_dir)
-        finally:
-            stop_postgres(ctx.data_dir)
+        started = []
+        for i in range(workers):
+            data_dir = ctx.data_dir if i == 0 else ctx.data_dir / f"worker{i}"
+            stack.callback(stop_postgres, data_dir)
+            started.append(stack.enter_context(_server(ctx, fake_port, data_dir, i)))
+        (first, port), *_ = started
+        yield Stack(
+            first, fake_proc, port, ctx.data_dir,
+            servers=[s for s, _ in started], ports=[p for _, p in started],
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _server(ctx: Context, fake_port: int, data_dir: Path, i: int) -> Iterator[tuple[Child, int]]:
+    """One `python -m server` (worker `i`) calling the fake; its port with it."""
+    cfg = ctx.config
+    port = free_port()
+    env = {
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": str(port),
+        "HTTP_HOST": "127.0.0.1",  # the REST/WebSocket API: any free port, loopback only
+        "HTTP_PORT": "0",
+        "OPENAI_API_KEY": "bench-key",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+        # Explicit, so a developer's .env cannot swap in local models or a real database.
+        "STT_PROVIDER": "openai",
+        "CHAT_PROVIDER": "openai",
+        "TTS_PROVIDER": "openai",
+        "DATABASE_URL": "",
+        "DATA_DIR": str(data_dir),
+        "VAD_START_MS": str(cfg.vad_start_ms),
+        "VAD_STOP_MS": str(cfg.vad_stop_ms),
+        "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
+        "MAX_SESSIONS": "10000",
+        "SHUTDOWN_GRACE_S": "1",
+        "WORKERS": "1",  # one process each (WORKERS defaults to the number of cores)
+    }
+    module, args = "server", []
+    if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit
+        cfg.profile_dir.mkdir(parents=True, exist_ok=True)
+        prof = cfg.profile_dir / f"server-{time.strftime('%H%M%S')}-{port}.prof"
+        module, args = "cProfile", ["-o", str(prof), "-m", "server"]
+    try:
+        with child(f"server{i or ''}", module, args, env, 20.0, read_stdout=False) as server:
+            wait_healthy(server, port, timeout=60.0)
+            yield server, port
+    finally:
+        stop_postgres(data_dir)
 
 
 def stop_postgres(data_dir: Path) -> None:

@@ -12,6 +12,7 @@ ORDER = (
     "offline",
     "webrtc",
     "cluster",
+    "capacity",
 )
 
 for _name in ORDER:

@@ -1,7 +1,8 @@
 """VAD stage: client audio in, speech events and utterances out.
 
 Converts the client's format to 16 kHz mono with a streaming resampler, cuts 32 ms windows,
-asks the shared Silero batcher for each window's speech probability and lets the segmenter
+asks the shared Silero batcher for each window's speech probability (the batcher turns
+the int16 windows into floats once per batch, off the event loop) and lets the segmenter
 decide. A speech start is reported at once (it may be a barge-in); a finished utterance goes
 to speech-to-text.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler, int16_to_float
+from pipeline.audio import PIPELINE_RATE, PcmFormat, StreamResampler
 from pipeline.events import EventSink
 from pipeline.frames import UserSpeech
 from pipeline.operator import Operator
@@ -55,8 +56,7 @@ class VadOperator(Operator[bytes]):
         while len(self._pending) >= WINDOW_BYTES:
             window = bytes(self._pending[:WINDOW_BYTES])
             del self._pending[:WINDOW_BYTES]
-            samples = int16_to_float(window)
-            probability = await self.batcher.probability(self.stream, samples)
+            probability = await self.batcher.probability(self.stream, window)
             for event in self.segmenter.push(window, probability):
                 if isinstance(event, SpeechStart):
                     await self.events.speech_started(event.offset_ms)
