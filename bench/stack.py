@@ -9,6 +9,7 @@ which outlives a killed parent, is stopped whenever the voice server is.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,17 +72,28 @@ class Stack:
 
 
 @contextlib.contextmanager
-def voice_stack(ctx: Context, fake: FakeSettings, workers: int = 1) -> Iterator[Stack]:
+def voice_stack(
+    ctx: Context, fake: FakeSettings, workers: int = 1, *, real_workers: bool = True
+) -> Iterator[Stack]:
     """FakeOpenAI + voice server; both stopped on exit (server first: it holds the streams).
 
-    `workers` > 1 starts that many server processes, each on its own port with its own
-    DATA_DIR (so its own embedded Postgres): the load generators split the streams between
-    them. This stands in for one WORKERS=N server (a parent and N processes sharing the
-    ports with SO_REUSEPORT), which reached main after these measurements; the per-process
-    work is the same, the kernel's spreading of connections is not."""
+    `workers` > 1 runs one server with WORKERS=N, as `make run` does: a parent and N worker
+    processes sharing the port (SO_REUSEPORT; the kernel spreads the connections), whose pids
+    are `servers` (the parent, which only supervises, is left out of the CPU sums). With
+    `real_workers=False` it is N separate servers on N ports instead, the streams split
+    between them by the load generators (how the first WORKERS=2 figures were made)."""
     with contextlib.ExitStack() as stack:  # unwinds last-in first: servers, then the fake
         fake_proc = stack.enter_context(child("fake-openai", "testing.fakes", fake.args()))
         fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
+        if workers > 1 and real_workers:
+            stack.callback(stop_postgres, ctx.data_dir)
+            parent, port = stack.enter_context(_server(ctx, fake_port, ctx.data_dir, 0, workers))
+            pids = _worker_pids(parent.pid, workers)
+            yield Stack(
+                parent, fake_proc, port, ctx.data_dir,
+                servers=[_Pid(p) for p in pids], ports=[port],  # type: ignore[misc]
+            )  # fmt: skip
+            return
         started = []
         for i in range(workers):
             data_dir = ctx.data_dir if i == 0 else ctx.data_dir / f"worker{i}"
@@ -94,9 +106,37 @@ def voice_stack(ctx: Context, fake: FakeSettings, workers: int = 1) -> Iterator[
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Pid:
+    """A process the harness did not start itself (a worker of the server's parent)."""
+
+    pid: int
+
+
+def _worker_pids(parent: int, n: int, timeout: float = 60.0) -> list[int]:
+    """The `python -m server` children of `parent`, once there are `n` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    for pid in f.read().split():
+                        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as c:
+                            if c.read().split(b"\0")[1:3] == [b"-m", b"server"]:
+                                found.append(int(pid))
+        if len(found) >= n:
+            return found[:n]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server parent {parent}: {len(found)} of {n} workers running")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
-def _server(ctx: Context, fake_port: int, data_dir: Path, i: int) -> Iterator[tuple[Child, int]]:
-    """One `python -m server` (worker `i`) calling the fake; its port with it."""
+def _server(
+    ctx: Context, fake_port: int, data_dir: Path, i: int, workers: int = 1
+) -> Iterator[tuple[Child, int]]:
+    """One `python -m server` (`i`: which of several) calling the fake; its port with it."""
     cfg = ctx.config
     port = free_port()
     env = {
@@ -117,7 +157,7 @@ def _server(ctx: Context, fake_port: int, data_dir: Path, i: int) -> Iterator[tu
         "OUTPUT_LEAD_MS": str(cfg.output_lead_ms),
         "MAX_SESSIONS": "10000",
         "SHUTDOWN_GRACE_S": "1",
-        "WORKERS": "1",  # one process each (WORKERS defaults to the number of cores)
+        "WORKERS": str(workers),  # explicit: WORKERS defaults to the number of cores
     }
     module, args = "server", []
     if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit

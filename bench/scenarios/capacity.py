@@ -1,5 +1,5 @@
 """8. Capacity, side by side: live streams held within p99 frame -> VAD event < 20 ms by one
-server process, by two (WORKERS=2, approximated, see bench.stack), and by the peer (Pipecat,
+server process, by WORKERS=2 (two workers on one port, see bench.stack), and by the peer (Pipecat,
 `--peer` / `make bench-peer`), all driven by the same load generator in the same run.
 
 Every stream sends 20 ms frames at real time and says an utterance every `capacity_cycle_s`
@@ -32,7 +32,7 @@ def job(ctx: Context, n: int, system: str, workers: int) -> LiveJob:
 
 SYSTEMS = {  # key -> (label, system, server processes)
     "ours1": ("this server, 1 process", "ours", 1),
-    "ours2": ("this server, 2 processes (WORKERS=2 stand-in)", "ours", 2),
+    "ours2": ("this server, WORKERS=2 (a parent, 2 workers on one port)", "ours", 2),
     "pipecat": ("Pipecat 1 process (FastAPI WebSocket, Silero, OpenAI services)", "pipecat", 1),
 }
 
