@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -170,6 +172,18 @@ def _server(
             yield server, port
     finally:
         stop_postgres(data_dir)
+
+
+@contextlib.contextmanager
+def scratch_postgres_dir(name: str) -> Iterator[Path]:
+    """A temporary DATA_DIR for a scenario's own embedded Postgres: the postmaster is stopped
+    and the directory removed on exit, also when the scenario's loop died before closing it."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"voiceagent-bench-{name}-"))
+    try:
+        yield data_dir
+    finally:
+        stop_postmaster(data_dir / "postgres")
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def stop_postgres(data_dir: Path) -> None:

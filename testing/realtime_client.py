@@ -50,6 +50,17 @@ class Realtime:
     def types(self) -> list[str]:
         return [e.type for e in self.seen]
 
+    async def transcribe_input(self) -> None:
+        """session.update turning on input transcription (whisper-1), and its session.updated."""
+        await self.send(
+            type="session.update",
+            session={
+                "type": "realtime",
+                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
+            },
+        )
+        await self.next("session.updated")
+
     async def append_audio(self, data: bytes, chunk_bytes: int = 4800) -> None:
         for i in range(0, len(data), chunk_bytes):
             chunk = base64.b64encode(data[i : i + chunk_bytes]).decode()

@@ -26,14 +26,7 @@ async def test_spoken_turn_with_server_vad(agent, fake_openai):
         rt = Realtime(connection)
         created = await rt.next("session.created")
         session_id = created.session.id
-        await rt.send(
-            type="session.update",
-            session={
-                "type": "realtime",
-                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
-            },
-        )
-        await rt.next("session.updated")
+        await rt.transcribe_input()
         await rt.append_audio(speech_pcm("I want a large pizza", 24_000))
         started = await rt.next("input_audio_buffer.speech_started")
         stopped = await rt.next("input_audio_buffer.speech_stopped")
@@ -360,14 +353,7 @@ async def test_offline_spoken_turn_without_a_key(start_server):
     async with client(server.http_url).realtime.connect(model="gpt-realtime") as connection:
         rt = Realtime(connection)
         await rt.next("session.created")
-        await rt.send(
-            type="session.update",
-            session={
-                "type": "realtime",
-                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
-            },
-        )
-        await rt.next("session.updated")
+        await rt.transcribe_input()
         await rt.append_audio(speech_pcm("I want to order a large pepperoni pizza", 24_000))
         heard = await rt.next("conversation.item.input_audio_transcription.completed")
         done = await rt.next("response.done")

@@ -12,8 +12,6 @@ interleaved, is EndSession sent to A itself (no control plane hop).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +19,9 @@ from voiceagent.v1 import sessions_pb2
 
 from bench.context import Context
 from bench.registry import Figure, Recorder, Spec, scenario
+from bench.stack import scratch_postgres_dir
 from bench.stats import percentile, ratio
-from server.persistence.database import EmbeddedPostgres, stop_postmaster
+from server.persistence.database import EmbeddedPostgres
 from testing.cluster import Replica, start_replica
 from testing.converse_client import Conversation, config
 from testing.fakes import FakeOpenAI
@@ -36,12 +35,8 @@ SPECS = {
 
 @scenario("cluster", "Cluster control latency (two replicas, one Postgres)")
 def run(ctx: Context) -> list[Figure]:
-    data_dir = Path(tempfile.mkdtemp(prefix="voiceagent-bench-cluster-"))
-    try:
+    with scratch_postgres_dir("cluster") as data_dir:
         return asyncio.run(_measure(ctx, data_dir))
-    finally:
-        stop_postmaster(data_dir / "postgres")  # also when the loop died before closing it
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _measure(ctx: Context, data_dir: Path) -> list[Figure]:

@@ -23,8 +23,6 @@ Postgres runs in a temporary DATA_DIR of its own, stopped and removed afterwards
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -35,11 +33,12 @@ from typing import Any
 from bench.context import Context
 from bench.floors import DEPTH, FRAME, PassThrough
 from bench.registry import Figure, Recorder, Spec, scenario
+from bench.stack import scratch_postgres_dir
 from bench.stats import percentile, ratio
 from pipeline.operator import Operator
 from pipeline.turn import Turn
 from server.config import Settings
-from server.persistence.database import Database, stop_postmaster
+from server.persistence.database import Database
 from server.persistence.records import session_created, turn_closed
 from server.persistence.writer import Write, WriteBehindWriter
 
@@ -74,12 +73,8 @@ SPECS = {
 
 @scenario("persistence", "Persistence (write-behind writer, embedded Postgres)")
 def run(ctx: Context) -> list[Figure]:
-    data_dir = Path(tempfile.mkdtemp(prefix="voiceagent-bench-persist-"))
-    try:
+    with scratch_postgres_dir("persist") as data_dir:
         return asyncio.run(_measure(ctx, data_dir))
-    finally:
-        stop_postmaster(data_dir / "postgres")  # also when the loop died before closing it
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _measure(ctx: Context, data_dir: Path) -> list[Figure]:
