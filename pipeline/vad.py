@@ -12,6 +12,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 WINDOW_SAMPLES = 512  # Silero's window at 16 kHz
@@ -31,6 +32,9 @@ class VadParams(BaseModel, frozen=True):
     pad_ms: int = Field(200, ge=0, le=1_000)
     # A monologue longer than this is cut into several segments.
     max_speech_ms: int = Field(30_000, ge=1_000, le=120_000)
+    # Windows quieter than this (RMS, dB below full scale) skip the model once it has settled
+    # on silence: a listening caller costs no inference. None: every window goes to the model.
+    silence_dbfs: float | None = Field(-60.0, ge=-120.0, le=0.0)
 
     @property
     def release_threshold(self) -> float:
@@ -40,6 +44,43 @@ class VadParams(BaseModel, frozen=True):
 
 def windows_for(ms: float) -> int:
     return int(-(-ms // WINDOW_MS))  # ceil
+
+
+def mean_square_floor(dbfs: float | None) -> float:
+    """The mean square of int16 samples at `dbfs` RMS (-1: no floor), for `is_quiet`."""
+    return -1.0 if dbfs is None else (32768.0 * 10 ** (dbfs / 20)) ** 2
+
+
+def is_quiet(window: bytes, floor: float) -> bool:
+    """Whether a 16-bit PCM window's mean square is below `floor` (see mean_square_floor)."""
+    if floor < 0:
+        return False
+    samples = np.frombuffer(window, dtype="<i2").astype(np.float32)
+    return float(np.dot(samples, samples)) < floor * len(samples)
+
+
+class QuietGate:
+    """Decides which windows can skip the model: quiet ones, once the model itself has said
+    silence. Silero's recurrent state rings on for a few windows after speech stops (and
+    through short gaps in it), so those windows still go to the model; after that a quiet
+    window reads as probability 0 without inference. Skipped windows leave the model's
+    state as it was, settled on silence."""
+
+    def __init__(self, params: VadParams) -> None:
+        self.floor = mean_square_floor(params.silence_dbfs)
+        self.release = params.release_threshold
+        self.settled = True  # the model's last word was silence (or it has heard nothing)
+        self.skipped = 0  # windows that did not go to the model
+
+    def skip(self, window: bytes) -> bool:
+        if self.settled and is_quiet(window, self.floor):
+            self.skipped += 1
+            return True
+        return False
+
+    def heard(self, probability: float) -> None:
+        """The model's probability for a window that was not skipped."""
+        self.settled = probability < self.release
 
 
 class VadState(enum.Enum):

@@ -201,6 +201,13 @@ class Settings(BaseSettings):
     vad_start_ms: int = Field(200, ge=0)
     vad_stop_ms: int = Field(600, ge=64)
     vad_pre_roll_ms: int = Field(300, ge=0)
+    vad_silence_dbfs: float | None = Field(
+        -60.0,
+        ge=-120.0,
+        le=0.0,
+        description="Quiet windows below this RMS level skip the VAD model once it has "
+        "settled on silence; unset (empty) sends every window to the model.",
+    )
     output_lead_ms: int = Field(
         300, ge=0, le=5000, description="Agent audio sent ahead of playback."
     )
@@ -286,7 +293,7 @@ class Settings(BaseSettings):
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc.msg}") from None
 
-    @field_validator("workers", mode="before")
+    @field_validator("workers", "vad_silence_dbfs", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -3,7 +3,8 @@
 Converts the client's format to 16 kHz mono with a streaming resampler, cuts 32 ms windows,
 asks the shared Silero batcher for each window's speech probability (the batcher turns
 the int16 windows into floats once per batch, off the event loop) and lets the segmenter
-decide. A speech start is reported at once (it may be a barge-in); a finished utterance goes
+decide. Quiet windows after the model has settled on silence skip it (`QuietGate`): most of
+a call is the caller listening, and the model is most of a frame's cost. A speech start is reported at once (it may be a barge-in); a finished utterance goes
 to speech-to-text.
 """
 
@@ -17,7 +18,14 @@ from pipeline.frames import UserSpeech
 from pipeline.operator import Operator
 from pipeline.silero import SileroBatcher, VadStream
 from pipeline.turn import now
-from pipeline.vad import WINDOW_BYTES, SpeechEnd, SpeechSegmenter, SpeechStart, VadParams
+from pipeline.vad import (
+    WINDOW_BYTES,
+    QuietGate,
+    SpeechEnd,
+    SpeechSegmenter,
+    SpeechStart,
+    VadParams,
+)
 
 
 class VadOperator(Operator[bytes]):
@@ -39,9 +47,15 @@ class VadOperator(Operator[bytes]):
         self.on_speech_start = on_speech_start
         self.resampler = StreamResampler(input_format, PIPELINE_RATE)
         self.segmenter = SpeechSegmenter(params)
+        self.gate = QuietGate(params)
         self.stream = VadStream()
         self._pending = bytearray()
         self._last_speech_at = now()
+
+    def set_params(self, params: VadParams) -> None:
+        """New VAD settings from the next window on (a segment in progress is dropped)."""
+        self.segmenter = SpeechSegmenter(params)
+        self.gate = QuietGate(params)
 
     async def handle(self, item: bytes) -> None:
         await self._windows(self.resampler.process(item))
@@ -56,7 +70,12 @@ class VadOperator(Operator[bytes]):
         while len(self._pending) >= WINDOW_BYTES:
             window = bytes(self._pending[:WINDOW_BYTES])
             del self._pending[:WINDOW_BYTES]
-            probability = await self.batcher.probability(self.stream, window)
+            if self.gate.skip(window):
+                self.batcher.skip(self.stream, window)
+                probability = 0.0
+            else:
+                probability = await self.batcher.probability(self.stream, window)
+                self.gate.heard(probability)
             for event in self.segmenter.push(window, probability):
                 if isinstance(event, SpeechStart):
                     await self.events.speech_started(event.offset_ms)

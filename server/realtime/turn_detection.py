@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.vad import SpeechSegmenter, VadParams, VadState
+from pipeline.vad import VadParams, VadState
 from server.realtime.config import ServerVad
 from server.realtime.connection import Connection
 
@@ -19,9 +19,11 @@ async def _no_barge_in() -> None:
     return None
 
 
-def vad_params(vad: ServerVad, start_ms: int) -> VadParams:
-    return VadParams(threshold=vad.threshold, start_ms=start_ms,
-                     stop_ms=vad.silence_duration_ms, pre_roll_ms=vad.prefix_padding_ms)  # fmt: skip
+def vad_params(vad: ServerVad, current: VadParams) -> VadParams:
+    """Realtime's server VAD over the session's current settings (start debounce and quiet
+    gate stay the server's: Realtime has no fields for them)."""
+    return VadParams(**{**current.model_dump(), "threshold": vad.threshold,
+        "stop_ms": vad.silence_duration_ms, "pre_roll_ms": vad.prefix_padding_ms})  # fmt: skip
 
 
 def from_params(params: VadParams) -> ServerVad:
@@ -40,10 +42,10 @@ def apply_turn_detection(conn: Connection, vad: ServerVad | None, *, reset: bool
     stage.on_speech_start = conn.barge_in if vad is None or vad.interrupt_response else _no_barge_in
     if vad is None:
         return
-    params = vad_params(vad, stage.segmenter.params.start_ms)
+    params = vad_params(vad, stage.segmenter.params)
     if reset or params != stage.segmenter.params:
         if reset or stage.segmenter.machine.state == VadState.QUIET:
-            stage.segmenter = SpeechSegmenter(params)
+            stage.set_params(params)
 
 
 class IdleTimer:

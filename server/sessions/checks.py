@@ -68,6 +68,7 @@ def vad_params(
             start_ms=start_ms or settings.vad_start_ms,
             stop_ms=stop_ms or settings.vad_stop_ms,
             pre_roll_ms=pre_roll_ms or settings.vad_pre_roll_ms,
+            silence_dbfs=settings.vad_silence_dbfs,
         )
     except ValidationError as exc:
         problems = "; ".join(

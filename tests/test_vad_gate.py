@@ -1,0 +1,129 @@
+"""The VAD's quiet gate: silence skips the model, and speech is segmented exactly as without it.
+
+The gate only pays off if it never changes what the caller sees: the same speech_started /
+speech_stopped offsets and the same utterance audio, with the model run on far fewer windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from pipeline.audio import PcmFormat
+from pipeline.events import EventSink
+from pipeline.frames import UserSpeech
+from pipeline.operator import Operator
+from pipeline.operators.vad import VadOperator
+from pipeline.silero import SileroBatcher
+from pipeline.vad import WINDOW_BYTES, QuietGate, VadParams, is_quiet, mean_square_floor
+from testing.speech import speech_pcm
+
+
+def tone(dbfs: float, n: int = 512) -> bytes:
+    """A sine window whose RMS level is `dbfs`."""
+    amplitude = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)
+    samples = amplitude * np.sin(np.arange(n) * 2 * np.pi * 440 / 16_000)
+    return samples.round().astype("<i2").tobytes()
+
+
+def test_quiet_is_measured_as_rms_level():
+    floor = mean_square_floor(-60.0)
+    assert is_quiet(bytes(WINDOW_BYTES), floor)
+    assert is_quiet(tone(-66.0), floor)
+    assert not is_quiet(tone(-54.0), floor)
+    assert not is_quiet(bytes(WINDOW_BYTES), mean_square_floor(None)), "no floor: never quiet"
+
+
+def test_gate_skips_only_after_the_model_said_silence():
+    gate = QuietGate(VadParams())  # release threshold 0.35
+    silence = bytes(WINDOW_BYTES)
+    assert gate.skip(silence), "nothing heard yet: silence needs no model"
+    assert not gate.skip(tone(-20.0)), "loud windows always go to the model"
+    gate.heard(0.97)
+    assert not gate.skip(silence), "the model is still ringing from speech: ask it"
+    gate.heard(0.5)
+    assert not gate.skip(silence)
+    gate.heard(0.1)
+    assert gate.skip(silence)
+    assert gate.skipped == 2
+    assert not QuietGate(VadParams(silence_dbfs=None)).skip(silence), "gate off"
+
+
+class Collect(Operator[UserSpeech]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[UserSpeech] = []
+
+    async def handle(self, item: UserSpeech) -> None:
+        self.items.append(item)
+
+
+async def segment(pcm: bytes, params: VadParams) -> tuple[list[tuple], list[bytes], int, int]:
+    """Run the real VAD stage (real Silero) over `pcm` in 20 ms frames: the speech events it
+    emitted, the utterances it cut, windows sent to the model, windows skipped."""
+    batcher = SileroBatcher()
+    events = EventSink(maxsize=10_000)
+    collect = Collect()
+
+    async def nothing() -> None:
+        return None
+
+    stage = VadOperator(
+        batcher, params, PcmFormat(16_000), events=events,
+        on_speech_start=nothing, downstream=collect,
+    )  # fmt: skip
+    try:
+        for i in range(0, len(pcm), 640):
+            await stage.handle(pcm[i : i + 640])
+        await stage.finish()
+    finally:
+        await batcher.aclose()
+    seen = []
+    while not events.queue.empty():
+        event = events.queue.get_nowait()
+        assert event is not None
+        kind = event.WhichOneof("event")
+        if kind == "speech_started":
+            seen.append((kind, event.speech_started.offset_ms))
+        elif kind == "speech_stopped":
+            stop = event.speech_stopped
+            seen.append((kind, stop.start_offset_ms, stop.end_offset_ms))
+    while not collect.inbox.empty():
+        item = collect.inbox.get_nowait()
+        assert isinstance(item, UserSpeech)
+        collect.items.append(item)
+    return seen, [u.audio for u in collect.items], batcher.windows, stage.gate.skipped
+
+
+def caller(gain: float) -> bytes:
+    """Two utterances with silence around and between them, at a gain (1: normal speech,
+    0.05: a caller 26 dB quieter, whose softest windows are below the gate's level)."""
+    first = speech_pcm("I want to order a large pepperoni pizza", 16_000, 1, 1500, 1500)
+    second = speech_pcm("Could you book me a table for two?", 16_000, 1, 0, 2000)
+    samples = np.frombuffer(first + second, dtype="<i2").astype(np.float32) * gain
+    return samples.round().astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.05])
+def test_gate_leaves_segments_unchanged_and_skips_the_silence(gain):
+    pcm = caller(gain)
+    params = VadParams(stop_ms=600)
+    gated = asyncio.run(segment(pcm, params))
+    plain = asyncio.run(segment(pcm, params.model_copy(update={"silence_dbfs": None})))
+    events, audio, model_windows, skipped = gated
+    assert [e[0] for e in events] == ["speech_started", "speech_stopped"] * 2
+    assert [e[0] for e in plain[0]] == [e[0] for e in events]
+    if gain == 1.0:  # speech at a normal level: identical, to the sample
+        assert events == plain[0], "the caller sees the same speech events"
+        assert audio == plain[1], "and speech-to-text gets the same utterances"
+    else:  # windows inside the quiet caller's words fall below the gate: within one window
+        for ours, theirs in zip(events, plain[0], strict=True):
+            assert all(abs(a - b) <= 32 for a, b in zip(ours[1:], theirs[1:], strict=True))
+        for ours, theirs in zip(audio, plain[1], strict=True):
+            assert abs(len(ours) - len(theirs)) <= WINDOW_BYTES
+    assert plain[3] == 0
+    total = len(pcm) // WINDOW_BYTES
+    assert model_windows + skipped == total == plain[2]
+    assert skipped > total * 0.4, f"silence should skip the model: {skipped} of {total}"
