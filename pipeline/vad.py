@@ -19,6 +19,7 @@ WINDOW_SAMPLES = 512  # Silero's window at 16 kHz
 SAMPLE_RATE = 16_000
 WINDOW_MS = WINDOW_SAMPLES * 1000 / SAMPLE_RATE  # 32 ms
 WINDOW_BYTES = WINDOW_SAMPLES * 2
+ZERO_WINDOW = bytes(WINDOW_BYTES)
 
 
 class VadParams(BaseModel, frozen=True):
@@ -55,6 +56,8 @@ def is_quiet(window: bytes, floor: float) -> bool:
     """Whether a 16-bit PCM window's mean square is below `floor` (see mean_square_floor)."""
     if floor < 0:
         return False
+    if window == ZERO_WINDOW:  # digital silence (muted mic, DTX, a paused stream): no math
+        return True
     samples = np.frombuffer(window, dtype="<i2").astype(np.float32)
     return float(np.dot(samples, samples)) < floor * len(samples)
 
