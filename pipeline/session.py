@@ -61,6 +61,7 @@ class SessionOptions:
     output_lead_ms: float = 300.0
     speak: bool = True  # False: replies are text only (no TTS work, no agent audio)
     tools: ToolOptions = ToolOptions()
+    eager_stt: bool = False  # transcribe during the VAD's stop wait (operators/stt.py)
 
 
 class VoiceSession:
@@ -119,6 +120,9 @@ class VoiceSession:
             if options.input_format is not None
             else None
         )
+        if self.vad is not None and options.eager_stt:
+            self.vad.on_settled = self.stt.transcribe_early
+            self.vad.on_resumed = self.stt.drop_early
         self.stages: list[Operator] = [
             s for s in (self.vad, self.stt, self.chat, self.tts, self.output) if s is not None
         ]
@@ -233,6 +237,7 @@ class VoiceSession:
         for task in self._background:
             if task is not asyncio.current_task():
                 task.cancel()
+        self.stt.drop_early()
         if self._supervisor is None:
             self.events.end(State.ENDED)
         elif not self._supervisor.done():

@@ -209,6 +209,17 @@ class SpeechSegmenter:
             return [self._close(event)]
         return []
 
+    def settled_audio(self) -> bytes | None:
+        """The utterance as it will be cut if the silence now under way lasts `stop_ms`:
+        returned once per pause, on the window that completes its trailing pad (after that
+        no later window changes it). Speech-to-text may start on it before the VAD decides."""
+        if self._segment is None or self.machine.state is not VadState.STOPPING:
+            return None
+        keep = self.machine._speech_end + self._pad_windows
+        if self._segment_first + len(self._segment) != keep:
+            return None
+        return b"".join(self._segment)
+
     def finish(self) -> list[SpeechEnd]:
         event = self.machine.finish()
         return [self._close(event)] if event is not None else []

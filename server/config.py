@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     openai_timeout_s: float = Field(30.0, gt=0)
     openai_max_retries: int = Field(2, ge=0, le=10)
     stt_model: str = "whisper-1"
+    stt_eager: bool = Field(
+        False,
+        description="Start transcribing once an utterance's trailing pad is heard, during the "
+        "VAD's stop wait: the transcript is ready sooner, at the cost of a wasted call each "
+        "time the caller pauses that long and speaks on.",
+    )
     stt_language: str | None = "en"
     chat_model: str = "gpt-4o-mini"
     chat_max_tokens: int = Field(300, ge=1)

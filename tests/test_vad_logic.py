@@ -190,3 +190,35 @@ def test_params_reject_stop_ms_below_64():
     with pytest.raises(pydantic.ValidationError):
         VadParams(stop_ms=63)
     assert VadParams(stop_ms=64).stop_ms == 64
+
+
+def test_settled_audio_is_the_final_segment_once_the_pad_is_heard():
+    segmenter = SpeechSegmenter(PARAMS)  # stop 5 windows, pad 2
+    probs = [QUIET] * 3 + [SPEECH] * 6 + [QUIET] * 5
+    settled: list[tuple[int, bytes]] = []
+    ends: list[SpeechEnd] = []
+    for i, prob in enumerate(probs):
+        events = segmenter.push(bytes([i]) * WINDOW_BYTES, prob)
+        if (audio := segmenter.settled_audio()) is not None:
+            settled.append((i, audio))
+        ends += [e for e in events if isinstance(e, SpeechEnd)]
+    assert len(ends) == 1
+    # Offered once, on the second quiet window (the pad complete), three windows before the stop.
+    assert [i for i, _ in settled] == [10]
+    assert settled[0][1] == ends[0].audio
+
+
+def test_settled_audio_is_offered_again_after_speech_resumes():
+    segmenter = SpeechSegmenter(PARAMS)
+    probs = [SPEECH] * 4 + [QUIET] * 3 + [SPEECH] * 2 + [QUIET] * 5
+    offered, ends = [], []
+    for i, prob in enumerate(probs):
+        ends += [
+            e for e in segmenter.push(bytes([i]) * WINDOW_BYTES, prob) if isinstance(e, SpeechEnd)
+        ]
+        if (audio := segmenter.settled_audio()) is not None:
+            offered.append(audio)
+    assert len(offered) == 2, "one per pause: the first pause was not the end"
+    assert offered[0] != ends[0].audio
+    assert offered[1] == ends[0].audio
+    assert segmenter.settled_audio() is None, "nothing after the segment is closed"

@@ -25,6 +25,7 @@ from pipeline.vad import (
     SpeechSegmenter,
     SpeechStart,
     VadParams,
+    VadState,
 )
 
 
@@ -49,6 +50,10 @@ class VadOperator(Operator[bytes]):
         self.segmenter = SpeechSegmenter(params)
         self.gate = QuietGate(params)
         self.stream = VadStream()
+        # Eager transcription (see operators/stt.py): an utterance about to be cut, and the
+        # caller speaking on after all.
+        self.on_settled: Callable[[bytes], None] | None = None
+        self.on_resumed: Callable[[], None] | None = None
         self._pending = bytearray()
         self._last_speech_at = now()
 
@@ -76,7 +81,15 @@ class VadOperator(Operator[bytes]):
             else:
                 probability = await self.batcher.probability(self.stream, window)
                 self.gate.heard(probability)
-            for event in self.segmenter.push(window, probability):
+            machine = self.segmenter.machine
+            pausing = machine.state is VadState.STOPPING
+            events = self.segmenter.push(window, probability)
+            if self.on_settled is not None:
+                if (audio := self.segmenter.settled_audio()) is not None:
+                    self.on_settled(audio)
+                elif pausing and machine.state is VadState.SPEAKING and self.on_resumed:
+                    self.on_resumed()
+            for event in events:
                 if isinstance(event, SpeechStart):
                     await self.events.speech_started(event.offset_ms)
                     await self.on_speech_start()

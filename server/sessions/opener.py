@@ -132,6 +132,7 @@ class SessionOpener:
                 else request.output_lead_ms
             ),
             speak=request.speak,
+            eager_stt=settings.stt_eager,
             tools=self.tools.options(request.tools, request.tool_sets, request.tool_choice),
         )
         if not request.session_id:
