@@ -66,8 +66,9 @@ class QuietGate:
     """Decides which windows can skip the model: quiet ones, once the model itself has said
     silence. Silero's recurrent state rings on for a few windows after speech stops (and
     through short gaps in it), so those windows still go to the model; after that a quiet
-    window reads as probability 0 without inference. Skipped windows leave the model's
-    state as it was, settled on silence."""
+    window reads as probability 0 without inference, and the stream takes the state the model
+    holds after hearing silence (pipeline.silero), so a speech onset is caught as soon as it
+    would have been."""
 
     def __init__(self, params: VadParams) -> None:
         self.floor = mean_square_floor(params.silence_dbfs)

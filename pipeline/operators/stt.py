@@ -36,7 +36,6 @@ class SttOperator(Operator[UserSpeech | UserText]):
         self.stt, self.events, self.open_turn = stt, events, open_turn
         self.after_item: Callable[[], Awaitable[None]] | None = None  # told after each input
         self._early: tuple[bytes, asyncio.Task[str]] | None = None
-        self.early_used = 0  # eager transcriptions that became the utterance's transcript
 
     def transcribe_early(self, audio: bytes) -> None:
         """Start transcribing the utterance the VAD is likely about to cut (16 kHz PCM)."""
@@ -55,7 +54,6 @@ class SttOperator(Operator[UserSpeech | UserText]):
         early, self._early = self._early, None
         if early is not None:
             if early[0] == audio:
-                self.early_used += 1
                 return await early[1]
             early[1].cancel()
         return await self.stt.transcribe(audio, PIPELINE_RATE)
