@@ -43,6 +43,7 @@ class LiveJob:
     cycle_s: float | None = None  # None: the config's cycle_s
     workers: int = 1  # server processes, the streams split between them (bench.stack)
     system: str = "ours"  # "ours" | "pipecat" (the peer, bench.peer)
+    env: tuple[tuple[str, str], ...] = ()  # server settings for this run (e.g. STT_EAGER)
 
 
 def cycle_job(cfg: BenchConfig, n: int) -> LiveJob:
@@ -140,7 +141,9 @@ def _run(ctx: Context, job: LiveJob) -> LiveResult:
     fake = FakeSettings.of(cfg, job.tts_ms_per_char)
     per = cfg.streams_per_loadgen
     system = (
-        peer_stack(ctx, fake) if job.system == "pipecat" else voice_stack(ctx, fake, job.workers)
+        peer_stack(ctx, fake)
+        if job.system == "pipecat"
+        else voice_stack(ctx, fake, job.workers, env=dict(job.env))
     )
     with system as stack, contextlib.ExitStack() as procs:
         server = stack.server.pid

@@ -75,7 +75,12 @@ class Stack:
 
 @contextlib.contextmanager
 def voice_stack(
-    ctx: Context, fake: FakeSettings, workers: int = 1, *, real_workers: bool = True
+    ctx: Context,
+    fake: FakeSettings,
+    workers: int = 1,
+    *,
+    real_workers: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """FakeOpenAI + voice server; both stopped on exit (server first: it holds the streams).
 
@@ -83,13 +88,16 @@ def voice_stack(
     processes sharing the port (SO_REUSEPORT; the kernel spreads the connections), whose pids
     are `servers` (the parent, which only supervises, is left out of the CPU sums). With
     `real_workers=False` it is N separate servers on N ports instead, the streams split
-    between them by the load generators (how the first WORKERS=2 figures were made)."""
+    between them by the load generators (how the first WORKERS=2 figures were made). `env`:
+    server settings on top of the benchmark's own (e.g. STT_EAGER)."""
     with contextlib.ExitStack() as stack:  # unwinds last-in first: servers, then the fake
         fake_proc = stack.enter_context(child("fake-openai", "testing.fakes", fake.args()))
         fake_port = int(fake_proc.read_prefixed("PORT", timeout=30.0))
         if workers > 1 and real_workers:
             stack.callback(stop_postgres, ctx.data_dir)
-            parent, port = stack.enter_context(_server(ctx, fake_port, ctx.data_dir, 0, workers))
+            parent, port = stack.enter_context(
+                _server(ctx, fake_port, ctx.data_dir, 0, workers, env)
+            )
             pids = _worker_pids(parent.pid, workers)
             yield Stack(
                 parent, fake_proc, port, ctx.data_dir,
@@ -100,7 +108,7 @@ def voice_stack(
         for i in range(workers):
             data_dir = ctx.data_dir if i == 0 else ctx.data_dir / f"worker{i}"
             stack.callback(stop_postgres, data_dir)
-            started.append(stack.enter_context(_server(ctx, fake_port, data_dir, i)))
+            started.append(stack.enter_context(_server(ctx, fake_port, data_dir, i, 1, env)))
         (first, port), *_ = started
         yield Stack(
             first, fake_proc, port, ctx.data_dir,
@@ -136,7 +144,12 @@ def _worker_pids(parent: int, n: int, timeout: float = 60.0) -> list[int]:
 
 @contextlib.contextmanager
 def _server(
-    ctx: Context, fake_port: int, data_dir: Path, i: int, workers: int = 1
+    ctx: Context,
+    fake_port: int,
+    data_dir: Path,
+    i: int,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Child, int]]:
     """One `python -m server` (`i`: which of several) calling the fake; its port with it."""
     cfg = ctx.config
@@ -160,6 +173,7 @@ def _server(
         "MAX_SESSIONS": "10000",
         "SHUTDOWN_GRACE_S": "1",
         "WORKERS": str(workers),  # explicit: WORKERS defaults to the number of cores
+        **(extra_env or {}),
     }
     module, args = "server", []
     if cfg.profile_dir is not None:  # the event-loop thread's profile, written at exit

@@ -9,9 +9,12 @@ transport, VAD, queues, the OpenAI SDK's HTTP round trips to the fake and output
 
 from __future__ import annotations
 
+import dataclasses
+
 from bench.context import Context
 from bench.live import cycle_job, live_run
 from bench.registry import Figure, Goal, Recorder, Spec, scenario
+from bench.stats import median
 
 GOALS = (Goal("p50", "<=", 10.0), Goal("p99", "<=", 30.0))
 # Where the share goes, from the server's TurnLatency (whole ms) minus the fake's latency.
@@ -40,6 +43,9 @@ def run(ctx: Context) -> list[Figure]:
         )
         for part, (label, _) in PARTS.items():
             specs[f"n{n}.{part}"] = Spec(f"N={n}: {label}", "ms", latency=True)
+    first = cfg.v2v_sessions[0]  # 1 in the full run: the comparison reuses its plain runs
+    specs["eager.v2v"] = Spec(f"N={first} with STT_EAGER=true: voice-to-voice, raw", "ms", True)
+    specs["eager.saved"] = Spec(f"  raw v2v p50 saved by STT_EAGER at N={first}", "ms")
     rec = Recorder("v2v", specs)
     for n in dict.fromkeys(cfg.v2v_sessions):
         for rep in range(cfg.repeat):
@@ -50,4 +56,12 @@ def run(ctx: Context) -> list[Figure]:
             for part, (_, configured) in PARTS.items():
                 fixed = getattr(cfg, configured) * 1000
                 rec.add(f"n{n}.{part}", [x - fixed for x in d[part]])
+    # Eager transcription hides the STT call inside the VAD's stop wait, which the share's
+    # definition (providers subtracted as if serial) cannot show: raw v2v, side by side.
+    eager = dataclasses.replace(cycle_job(cfg, first), env=(("STT_EAGER", "true"),))
+    for rep in range(cfg.repeat):
+        plain = live_run(ctx, cycle_job(cfg, first), rep).data["v2v"]
+        eager_v2v = live_run(ctx, eager, rep).data["v2v"]
+        rec.add("eager.v2v", eager_v2v)
+        rec.add("eager.saved", median(plain) - median(eager_v2v))
     return rec.figures()
