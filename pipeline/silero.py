@@ -46,10 +46,7 @@ class VadStream:
         model holds after hearing silence) and the next window's context follows this one."""
         self.state = state
         tail = window[-CONTEXT_SAMPLES * 2 :]
-        if tail == ZERO_CONTEXT_BYTES:
-            self.context = ZERO_CONTEXT
-        else:
-            self.context = np.frombuffer(tail, "<i2").astype(np.float32) * np.float32(1 / 32768)
+        self.context = ZERO_CONTEXT if tail == ZERO_CONTEXT_BYTES else _float(tail)
 
 
 class SileroModel:

@@ -81,14 +81,10 @@ class VadOperator(Operator[bytes]):
             else:
                 probability = await self.batcher.probability(self.stream, window)
                 self.gate.heard(probability)
-            machine = self.segmenter.machine
-            pausing = machine.state is VadState.STOPPING
-            events = self.segmenter.push(window, probability)
-            if self.on_settled is not None:
-                if (audio := self.segmenter.settled_audio()) is not None:
-                    self.on_settled(audio)
-                elif pausing and machine.state is VadState.SPEAKING and self.on_resumed:
-                    self.on_resumed()
+            if self.on_settled is None:
+                events = self.segmenter.push(window, probability)
+            else:
+                events = self._push_eager(window, probability)
             for event in events:
                 if isinstance(event, SpeechStart):
                     await self.events.speech_started(event.offset_ms)
@@ -97,6 +93,18 @@ class VadOperator(Operator[bytes]):
                     await self._speech_end(event)
             if self.segmenter.machine.last_was_speech:
                 self._last_speech_at = now()
+
+    def _push_eager(self, window: bytes, probability: float) -> list[SpeechStart | SpeechEnd]:
+        """Push, then tell eager transcription of a settled utterance or of speech going on."""
+        machine = self.segmenter.machine
+        pausing = machine.state is VadState.STOPPING
+        events = self.segmenter.push(window, probability)
+        if (audio := self.segmenter.settled_audio()) is not None:
+            assert self.on_settled is not None
+            self.on_settled(audio)
+        elif pausing and machine.state is VadState.SPEAKING and self.on_resumed is not None:
+            self.on_resumed()
+        return events
 
     async def _speech_end(self, end: SpeechEnd) -> None:
         await self.events.speech_stopped(end.start_offset_ms, end.end_offset_ms)

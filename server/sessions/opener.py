@@ -14,20 +14,16 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import KW_ONLY, dataclass, field
 
 from voiceagent.v1 import converse_pb2
 
-from pipeline.audio import PcmFormat
 from pipeline.conversation import Conversation
 from pipeline.dead_air import DeadAirParams
 from pipeline.providers.base import Providers
 from pipeline.session import SessionOptions, VoiceSession
 from pipeline.silero import SileroBatcher
-from pipeline.tools.spec import ToolSpec
-from pipeline.vad import VadParams
 from pipeline.watchdog import DeadAirCounts, DeadAirWatchdog
-from server.auth.caller import CONVERSE, Caller, open_access
+from server.auth.caller import CONVERSE, Caller
 from server.cluster.leases import busy
 from server.cluster.plane import ControlPlane
 from server.config import Settings
@@ -39,45 +35,14 @@ from server.sessions.ending import EndReason
 from server.sessions.errors import Kind, RequestError
 from server.sessions.limits import TenantAdmission, TenantLimits
 from server.sessions.live import LiveSessions
+from server.sessions.request import OpenedSession, SessionRequest
 from server.sessions.store import SessionRecord, SessionStore
 from server.sessions.tenant_limits import TenantLimitsLookup
 from server.sessions.tools import ToolCatalog
 from server.sessions.traces import SessionTraces
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SessionRequest:
-    """What a client asks for when it opens a stream, whatever edge it came in on."""
-
-    session_id: str = ""  # a stored (canonical) id to resume; "" = a new session
-    create_missing: bool = False  # resume, or create under `session_id` if it does not exist
-    customer_id: str = ""
-    instructions: str = ""  # "" = the session's own, or the server's default
-    voice: str = ""
-    input_format: PcmFormat | None = None  # None: text (and whole utterances) only
-    output_format: PcmFormat = checks.DEFAULT_OUTPUT
-    vad: VadParams | None = None  # None: the server's defaults
-    output_lead_ms: float | None = None  # None: the server's OUTPUT_LEAD_MS
-    speak: bool = True  # False: text replies only, no TTS work
-    record: bool = False  # record this stream's audio (RECORD_SESSIONS records every one)
-    caller: Caller = field(default_factory=open_access)  # who asks; its tenant owns the session
-    edge: str = ""  # which edge opened it (grpc, rest, websocket, webrtc): metrics, logs, traces
-    tools: tuple[ToolSpec, ...] = ()  # the session's own tool declarations
-    tool_sets: tuple[str, ...] = ()  # server tool sets; () = the "default" set, if any
-    tool_choice: str = ""  # "" = auto
-
-
-@dataclass(frozen=True)
-class OpenedSession:
-    record: SessionRecord
-    options: SessionOptions
-    resumed: bool
-    _: KW_ONLY
-    caller: Caller = field(default_factory=open_access)
-    edge: str = ""
-    recording: bool = False  # the stream asked to be recorded
+__all__ = ["OpenedSession", "SessionOpener", "SessionRequest"]
 
 
 class SessionOpener:
