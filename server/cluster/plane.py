@@ -142,6 +142,13 @@ class ControlPlane:
             )
         )
 
+    async def released(self, session_id: str, timeout: float = 3.0) -> None:
+        """Wait (bounded, never cancelling it) for `release` to give the lease up, so a client
+        that goes on at once, on any worker or replica, does not find its session busy."""
+        task = self._releasing.get(session_id)
+        if task is not None:
+            await asyncio.wait({task}, timeout=timeout)
+
     async def _release(self, session_id: str, flushed: Awaitable[bool] | None) -> None:
         if flushed is not None:
             await flushed

@@ -251,9 +251,10 @@ class SessionOpener:
             else:
                 self.store.disconnected(record)
             self.live.remove(session)
+            watch.detach()
             if self.cluster is not None:
                 self.cluster.release(record.id)  # once the records above are stored
-            watch.detach()
+                await self.cluster.released(record.id)  # before the edge answers or ends
 
     async def end_session(self, session_id: str, tenant: str, reason: str) -> SessionRecord | None:
         """EndSession: end the stored session of `tenant` for good and close its live stream,
