@@ -59,6 +59,10 @@ def run(ctx: Context) -> list[Figure]:
             d = res.data
             for k, spec in {
                 f"{key}.n{n}.vad": Spec(f"{label}, N={n}: frame -> VAD event", "ms", True),
+                f"{key}.n{n}.from_send": Spec(
+                    f"  N={n}: the same, from the frame's actual send", "ms", True
+                ),
+                f"{key}.n{n}.lag": Spec(f"  N={n}: load generator lateness per frame", "ms", True),
                 f"{key}.n{n}.loadgen": Spec(f"  N={n}: load generators' CPU", "% core"),
                 f"{key}.n{n}.server": Spec(f"  N={n}: server CPU, all processes", "% core"),
                 f"{key}.n{n}.fail": Spec(f"  N={n}: failed streams", "count"),
@@ -67,6 +71,8 @@ def run(ctx: Context) -> list[Figure]:
                 specs[k] = rec.specs[k] = spec
                 rec.runs[k] = []
             rec.add(f"{key}.n{n}.vad", d["vad_start"] + d["vad_stop"])
+            rec.add(f"{key}.n{n}.from_send", d["vad_from_send"])
+            rec.add(f"{key}.n{n}.lag", d["lag"])
             rec.add(f"{key}.n{n}.loadgen", res.pct_core(res.loadgen_cpu_s))
             rec.add(f"{key}.n{n}.server", res.pct_core(res.server_cpu_s))
             rec.add(f"{key}.n{n}.fail", d["failed_streams"])
