@@ -41,10 +41,12 @@ class VadStream:
         self.state = np.zeros((2, 128), dtype=np.float32)
         self.context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
 
-    def skip(self, window: bytes, state: np.ndarray) -> None:
-        """A quiet window the model is not asked about: the stream takes `state` (what the
-        model holds after hearing silence) and the next window's context follows this one."""
-        self.state = state
+    def skip(self, window: bytes, state: np.ndarray | None) -> None:
+        """A window the model is not asked about: the stream takes `state` (what the model
+        holds after hearing silence; None keeps its own, for the line's steady noise) and the
+        next window's context follows this one."""
+        if state is not None:
+            self.state = state
         tail = window[-CONTEXT_SAMPLES * 2 :]
         self.context = ZERO_CONTEXT if tail == ZERO_CONTEXT_BYTES else _float(tail)
 
@@ -125,9 +127,10 @@ class SileroBatcher:
         self.batches = 0
         self.windows = 0
 
-    def skip(self, stream: VadStream, window: bytes) -> None:
-        """A window the quiet gate keeps from the model (see VadStream.skip)."""
-        stream.skip(window, self.model.silence_state)
+    def skip(self, stream: VadStream, window: bytes, keep_state: bool = False) -> None:
+        """A window the quiet gate keeps from the model (see VadStream.skip): quiet, or with
+        `keep_state` the line's noise."""
+        stream.skip(window, None if keep_state else self.model.silence_state)
 
     async def probability(self, stream: VadStream, window: Window) -> float:
         """Speech probability of one 512-sample window (int16 PCM bytes or floats in

@@ -36,6 +36,9 @@ class VadParams(BaseModel, frozen=True):
     # Windows quieter than this (RMS, dB below full scale) skip the model once it has settled
     # on silence: a listening caller costs no inference. None: every window goes to the model.
     silence_dbfs: float | None = Field(-60.0, ge=-120.0, le=0.0)
+    # Windows within this many dB of the line's own noise (tracked from windows the model read
+    # as silence) skip it too, but the model still hears one window in NOISE_REFRESH. None: off.
+    noise_margin_db: float | None = Field(3.0, ge=0.0, le=20.0)
 
     @property
     def release_threshold(self) -> float:
@@ -52,39 +55,84 @@ def mean_square_floor(dbfs: float | None) -> float:
     return -1.0 if dbfs is None else (32768.0 * 10 ** (dbfs / 20)) ** 2
 
 
+def mean_square(window: bytes) -> float:
+    """Mean square of a 16-bit PCM window (0 for digital silence, with no math)."""
+    if window == ZERO_WINDOW:  # muted mic, DTX, a paused stream
+        return 0.0
+    samples = np.frombuffer(window, dtype="<i2").astype(np.float32)
+    return float(np.dot(samples, samples)) / len(samples)
+
+
 def is_quiet(window: bytes, floor: float) -> bool:
     """Whether a 16-bit PCM window's mean square is below `floor` (see mean_square_floor)."""
-    if floor < 0:
-        return False
-    if window == ZERO_WINDOW:  # digital silence (muted mic, DTX, a paused stream): no math
-        return True
-    samples = np.frombuffer(window, dtype="<i2").astype(np.float32)
-    return float(np.dot(samples, samples)) < floor * len(samples)
+    return floor >= 0 and (window == ZERO_WINDOW or mean_square(window) < floor)
+
+
+class Skip(enum.Enum):
+    """Why a window need not go to the model."""
+
+    QUIET = "quiet"  # below the absolute level: the stream takes the model's silence state
+    NOISE = "noise"  # the line's steady noise: the stream keeps the state it has
+
+
+NOISE_PROB = 0.1  # windows the model reads below this are the line's noise
+NOISE_WINDOWS = 8  # such windows heard before their level is trusted (~0.26 s)
+NOISE_REFRESH = 8  # in steady noise the model still hears one window in this many
 
 
 class QuietGate:
-    """Decides which windows can skip the model: quiet ones, once the model itself has said
-    silence. Silero's recurrent state rings on for a few windows after speech stops (and
-    through short gaps in it), so those windows still go to the model; after that a quiet
-    window reads as probability 0 without inference, and the stream takes the state the model
-    holds after hearing silence (pipeline.silero), so a speech onset is caught as soon as it
-    would have been."""
+    """Decides which windows can skip the model, and only once the model itself has said
+    silence: Silero's recurrent state rings on for a few windows after speech stops (and
+    through short gaps in it), so those windows still go to the model.
+
+    Two kinds of window skip it then. Quiet ones, below an absolute level: they read as
+    probability 0 and the stream takes the state the model holds after hearing silence
+    (pipeline.silero), so a speech onset is caught as soon as it would have been. And, on a
+    line that is never quiet (room tone, a phone line's hiss), windows within `noise_margin_db`
+    of the line's own noise: its level is learnt from windows the model read as clear silence,
+    speech rises well above it, and the model still hears one window in NOISE_REFRESH, from
+    the state it kept, so the level and the state follow a changing line."""
 
     def __init__(self, params: VadParams) -> None:
         self.floor = mean_square_floor(params.silence_dbfs)
+        margin = params.noise_margin_db
+        self.margin = -1.0 if margin is None else 10 ** (margin / 10)  # on the mean square
         self.release = params.release_threshold
         self.settled = True  # the model's last word was silence (or it has heard nothing)
+        self.noise = 0.0  # mean square of the line's noise, from windows the model heard
+        self.noise_heard = 0  # windows that level is learnt from
+        self.run = 0  # noise windows skipped since the model last heard one
         self.skipped = 0  # windows that did not go to the model
+        self._power = 0.0  # the window last checked
 
-    def skip(self, window: bytes) -> bool:
-        if self.settled and is_quiet(window, self.floor):
+    def check(self, window: bytes) -> Skip | None:
+        """Whether `window` may skip the model, and how; None: ask the model."""
+        if self.floor < 0 and self.margin < 0:
+            return None
+        self._power = power = mean_square(window)
+        if not self.settled:
+            return None
+        if power < self.floor:
             self.skipped += 1
-            return True
-        return False
+            return Skip.QUIET
+        if (
+            self.noise_heard >= NOISE_WINDOWS
+            and power <= self.noise * self.margin
+            and self.run < NOISE_REFRESH - 1
+        ):
+            self.run += 1
+            self.skipped += 1
+            return Skip.NOISE
+        return None
 
     def heard(self, probability: float) -> None:
-        """The model's probability for a window that was not skipped."""
+        """The model's probability for the window last checked, which it was asked about."""
         self.settled = probability < self.release
+        self.run = 0
+        if self.settled and probability < NOISE_PROB and self.margin >= 0:
+            self.noise_heard += 1
+            rate = 1.0 / min(self.noise_heard, NOISE_WINDOWS)  # a mean, then a moving average
+            self.noise += (self._power - self.noise) * rate
 
 
 class VadState(enum.Enum):

@@ -214,6 +214,13 @@ class Settings(BaseSettings):
         description="Quiet windows below this RMS level skip the VAD model once it has "
         "settled on silence; unset (empty) sends every window to the model.",
     )
+    vad_noise_margin_db: float | None = Field(
+        3.0,
+        ge=0.0,
+        le=20.0,
+        description="Windows within this many dB of the line's own noise skip the VAD model "
+        "too (it still hears one in 8); unset (empty) turns this off.",
+    )
     output_lead_ms: int = Field(
         300, ge=0, le=5000, description="Agent audio sent ahead of playback."
     )
@@ -299,7 +306,7 @@ class Settings(BaseSettings):
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc.msg}") from None
 
-    @field_validator("workers", "vad_silence_dbfs", mode="before")
+    @field_validator("workers", "vad_silence_dbfs", "vad_noise_margin_db", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

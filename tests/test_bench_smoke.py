@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = [  # smoke runs N=2 for live sessions and voice-to-voice, N=1 and 4 offline
     "pipeline.op_latency", "pipeline.queue_latency", "pipeline.latency_ratio",
     "pipeline.rate_ratio", "transport.echo_rtt", "transport.ratio_wall", "transport.ratio_cpu",
-    "transport.noise_cpu", "transport.ratio_noise_cpu",
+    "transport.noise_cpu", "transport.ratio_noise_cpu", "transport.model_cpu",
+    "transport.ratio_model_cpu",
     "live.n2.vad_latency", "live.n2.vad_from_send", "live.n2.turn_latency",
     "live.n2.server_cpu", "live.n2.server_cpu_main", "live.n2.postgres_cpu", "live.n2.rss",
     "live.n2.loadgen_cpu", "live.n2.machine_cpu", "live.max_sessions", "v2v.n2.share",

@@ -1,7 +1,9 @@
-"""The VAD's quiet gate: silence skips the model, and speech is segmented exactly as without it.
+"""The VAD's quiet gate: silence and a line's steady noise skip the model, and speech is
+segmented as without it.
 
 The gate only pays off if it never changes what the caller sees: the same speech_started /
-speech_stopped offsets and the same utterance audio, with the model run on far fewer windows.
+speech_stopped offsets and the same utterance audio (on a noisy line, within one window), with
+the model run on far fewer windows.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from pipeline.frames import UserSpeech
 from pipeline.operator import Operator
 from pipeline.operators.vad import VadOperator
 from pipeline.silero import SileroBatcher
-from pipeline.vad import WINDOW_BYTES, QuietGate, VadParams, is_quiet, mean_square_floor
+from pipeline.vad import (
+    NOISE_REFRESH,
+    NOISE_WINDOWS,
+    WINDOW_BYTES,
+    QuietGate,
+    Skip,
+    VadParams,
+    is_quiet,
+    mean_square_floor,
+)
 from testing.speech import speech_pcm
 
 
@@ -36,19 +47,56 @@ def test_quiet_is_measured_as_rms_level():
     assert not is_quiet(bytes(WINDOW_BYTES), mean_square_floor(None)), "no floor: never quiet"
 
 
+def noise(dbfs: float, n: int, seed: int = 1) -> bytes:
+    """White noise whose RMS level is `dbfs`, `n` samples."""
+    samples = np.random.default_rng(seed).standard_normal(n) * 32768 * 10 ** (dbfs / 20)
+    return samples.round().clip(-32768, 32767).astype("<i2").tobytes()
+
+
 def test_gate_skips_only_after_the_model_said_silence():
     gate = QuietGate(VadParams())  # release threshold 0.35
     silence = bytes(WINDOW_BYTES)
-    assert gate.skip(silence), "nothing heard yet: silence needs no model"
-    assert not gate.skip(tone(-20.0)), "loud windows always go to the model"
+    assert gate.check(silence) is Skip.QUIET, "nothing heard yet: silence needs no model"
+    assert gate.check(tone(-20.0)) is None, "loud windows always go to the model"
     gate.heard(0.97)
-    assert not gate.skip(silence), "the model is still ringing from speech: ask it"
+    assert gate.check(silence) is None, "the model is still ringing from speech: ask it"
     gate.heard(0.5)
-    assert not gate.skip(silence)
+    assert gate.check(silence) is None
     gate.heard(0.1)
-    assert gate.skip(silence)
+    assert gate.check(silence) is Skip.QUIET
     assert gate.skipped == 2
-    assert not QuietGate(VadParams(silence_dbfs=None)).skip(silence), "gate off"
+    off = QuietGate(VadParams(silence_dbfs=None, noise_margin_db=None))
+    assert off.check(silence) is None, "gate off"
+
+
+def test_gate_learns_the_lines_noise_and_still_samples_it():
+    gate = QuietGate(VadParams())  # -60 dBFS floor, 3 dB noise margin
+    hiss = [noise(-45.0, 512, seed) for seed in range(40)]
+    for window in hiss[:NOISE_WINDOWS]:  # above the floor: the model hears them
+        assert gate.check(window) is None
+        gate.heard(0.02)
+    verdicts = []
+    for window in hiss[NOISE_WINDOWS : NOISE_WINDOWS + 2 * NOISE_REFRESH]:
+        verdicts.append(gate.check(window))
+        if verdicts[-1] is None:
+            gate.heard(0.02)
+    skipped = [v is Skip.NOISE for v in verdicts]
+    assert skipped == ([True] * (NOISE_REFRESH - 1) + [False]) * 2, "one in 8 to the model"
+    assert gate.check(tone(-30.0)) is None, "speech-level windows rise above the noise"
+    gate.heard(0.9)
+    assert gate.check(hiss[-1]) is None, "after speech the model hears noise until it settles"
+    gate.heard(0.05)
+    assert gate.check(hiss[-1]) is Skip.NOISE
+    unsure = QuietGate(VadParams())
+    for window in hiss[:NOISE_WINDOWS]:
+        unsure.check(window)
+        unsure.heard(0.3)  # silence, but not clearly: not the line's noise
+    assert unsure.check(hiss[-1]) is None
+    off = QuietGate(VadParams(noise_margin_db=None))
+    for window in hiss[:NOISE_WINDOWS]:
+        off.check(window)
+        off.heard(0.02)
+    assert off.check(hiss[-1]) is None, "noise margin off: only quiet windows skip"
 
 
 class Collect(Operator[UserSpeech]):
@@ -97,13 +145,19 @@ async def segment(pcm: bytes, params: VadParams) -> tuple[list[tuple], list[byte
     return seen, [u.audio for u in collect.items], batcher.windows, stage.gate.skipped
 
 
-def caller(gain: float) -> bytes:
+def caller(gain: float, hiss_dbfs: float | None = None) -> bytes:
     """Two utterances with silence around and between them, at a gain (1: normal speech,
-    0.05: a caller 26 dB quieter, whose softest windows are below the gate's level)."""
+    0.05: a caller 26 dB quieter, whose softest windows are below the gate's level), over a
+    line's white noise at `hiss_dbfs` if given."""
     first = speech_pcm("I want to order a large pepperoni pizza", 16_000, 1, 1500, 1500)
     second = speech_pcm("Could you book me a table for two?", 16_000, 1, 0, 2000)
     samples = np.frombuffer(first + second, dtype="<i2").astype(np.float32) * gain
-    return samples.round().astype("<i2").tobytes()
+    if hiss_dbfs is not None:
+        samples += np.frombuffer(noise(hiss_dbfs, len(samples)), dtype="<i2")
+    return samples.round().clip(-32768, 32767).astype("<i2").tobytes()
+
+
+UNGATED = {"silence_dbfs": None, "noise_margin_db": None}
 
 
 @pytest.mark.parametrize("gain", [1.0, 0.05])
@@ -111,7 +165,7 @@ def test_gate_leaves_segments_unchanged_and_skips_the_silence(gain):
     pcm = caller(gain)
     params = VadParams(stop_ms=600)
     gated = asyncio.run(segment(pcm, params))
-    plain = asyncio.run(segment(pcm, params.model_copy(update={"silence_dbfs": None})))
+    plain = asyncio.run(segment(pcm, params.model_copy(update=UNGATED)))
     events, audio, model_windows, skipped = gated
     assert [e[0] for e in events] == ["speech_started", "speech_stopped"] * 2
     assert [e[0] for e in plain[0]] == [e[0] for e in events]
@@ -127,3 +181,31 @@ def test_gate_leaves_segments_unchanged_and_skips_the_silence(gain):
     total = len(pcm) // WINDOW_BYTES
     assert model_windows + skipped == total == plain[2]
     assert skipped > total * 0.4, f"silence should skip the model: {skipped} of {total}"
+
+
+@pytest.mark.parametrize("hiss_dbfs", [-50.0, -40.0])
+def test_noise_gate_segments_a_noisy_line_within_a_window(hiss_dbfs):
+    """A caller on a line that is never quiet: the same turns, each edge within one window,
+    and the model spared most of the noise between them."""
+    pcm = caller(1.0, hiss_dbfs)
+    params = VadParams(stop_ms=600)
+    events, audio, model_windows, skipped = asyncio.run(segment(pcm, params))
+    plain = asyncio.run(segment(pcm, params.model_copy(update=UNGATED)))
+    only_quiet = asyncio.run(segment(pcm, params.model_copy(update={"noise_margin_db": None})))
+    assert [e[0] for e in plain[0]] == ["speech_started", "speech_stopped"] * 2
+    assert [e[0] for e in events] == [e[0] for e in plain[0]]
+    for ours, theirs in zip(events, plain[0], strict=True):
+        assert all(abs(a - b) <= 32 for a, b in zip(ours[1:], theirs[1:], strict=True))
+    for ours, theirs in zip(audio, plain[1], strict=True):
+        assert abs(len(ours) - len(theirs)) <= WINDOW_BYTES
+    total = len(pcm) // WINDOW_BYTES
+    assert only_quiet[3] == 0, "the noise is above the quiet level: without the margin, no skips"
+    assert model_windows + skipped == total
+    assert skipped > total * 0.35, f"the line's noise should skip the model: {skipped} of {total}"
+
+
+def test_noise_alone_starts_no_turn():
+    pcm = noise(-40.0, 16_000 * 8)
+    events, audio, model_windows, skipped = asyncio.run(segment(pcm, VadParams()))
+    assert events == [] and audio == []
+    assert skipped > (model_windows + skipped) * 0.7

@@ -1,8 +1,10 @@
 """2. Transport floor: raw grpc.aio echo vs Converse (VAD on) from the same client.
 
-Converse is measured twice: on digital silence (what a listening caller sends; the VAD's quiet
-gate keeps it from the model) and on line noise above the gate (the model runs on every
-window, as during speech, but no turns start).
+Converse is measured three times: on digital silence (what a listening caller on a muted or
+DTX line sends; the VAD's quiet gate keeps it from the model), on line noise above that level
+(the gate learns the line's noise and the model hears one window in 8) and, on a server with
+the gate off, on the same noise with the model on every window, as during speech (no goal:
+the model's own cost, shown beside the rest; no turns start).
 
 Converse does not echo, so its per-frame cost is measured as throughput (frames pushed per
 second until the server has processed them all: the stream ends only after the VAD has seen
@@ -37,13 +39,16 @@ SPECS = {
     "ratio_cpu": Spec(
         "Converse / echo, server CPU per frame", "x", goals=(Goal("value", "<=", 1.5),)
     ),
-    "noise_cpu": Spec("Converse, line noise (model on every window), CPU per frame", "us"),
+    "noise_cpu": Spec("Converse, line noise (-40 dBFS), server CPU per frame", "us"),
     "ratio_noise_cpu": Spec(
         "Converse line noise / echo, server CPU per frame", "x", goals=(Goal("value", "<=", 1.5),)
     ),
+    "model_cpu": Spec("Converse, line noise, gate off (model on every window), CPU", "us"),
+    "ratio_model_cpu": Spec("Converse gate off / echo, server CPU per frame", "x"),
 }
-# Line noise at -40 dBFS RMS: above the VAD's quiet gate (-60), so every window goes to the
-# model, yet no speech (Silero reads it at < 0.05): the frame path with inference, no turns.
+GATE_OFF = {"VAD_SILENCE_DBFS": "", "VAD_NOISE_MARGIN_DB": ""}
+# Line noise at -40 dBFS RMS: above the VAD's quiet level (-60), yet no speech (Silero reads
+# it at < 0.05): the gate's noise margin, or with the gate off inference on every window.
 NOISE_FRAME = (
     (np.random.default_rng(1).standard_normal(len(echo.FRAME) // 2) * 32768 * 10 ** (-40 / 20))
     .round()
@@ -117,10 +122,18 @@ def run(ctx: Context) -> list[Figure]:
             _, res["noise_cpu"] = _per_frame(
                 stack.server.pid, lambda: converse_flood(stack.target, s, n, NOISE_FRAME), total
             )
+    with voice_stack(ctx, FakeSettings(), env=GATE_OFF) as stack:
+        asyncio.run(converse_flood(stack.target, s, max(10, n // 10), NOISE_FRAME))  # warm-up
+        for i, res in enumerate(results):
+            ctx.log(f"transport: Converse with the VAD gate off, run {i + 1}/{cfg.repeat}")
+            _, res["model_cpu"] = _per_frame(
+                stack.server.pid, lambda: converse_flood(stack.target, s, n, NOISE_FRAME), total
+            )
     for res in results:
         for key, value in res.items():
             rec.add(key, value)
         rec.add("ratio_wall", ratio(res["converse_wall"], res["echo_wall"]))
         rec.add("ratio_cpu", ratio(res["converse_cpu"], res["echo_cpu"]))
         rec.add("ratio_noise_cpu", ratio(res["noise_cpu"], res["echo_cpu"]))
+        rec.add("ratio_model_cpu", ratio(res["model_cpu"], res["echo_cpu"]))
     return rec.figures()

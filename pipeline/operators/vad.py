@@ -3,8 +3,9 @@
 Converts the client's format to 16 kHz mono with a streaming resampler, cuts 32 ms windows,
 asks the shared Silero batcher for each window's speech probability (the batcher turns
 the int16 windows into floats once per batch, off the event loop) and lets the segmenter
-decide. Quiet windows after the model has settled on silence skip it (`QuietGate`): most of
-a call is the caller listening, and the model is most of a frame's cost. A speech start is
+decide. Quiet windows, and those no louder than the line's own noise, skip the model once it
+has settled on silence (`QuietGate`): most of a call is the caller listening, and the model is
+most of a frame's cost. A speech start is
 reported at once (it may be a barge-in); a finished utterance goes to speech-to-text.
 """
 
@@ -21,6 +22,7 @@ from pipeline.turn import now
 from pipeline.vad import (
     WINDOW_BYTES,
     QuietGate,
+    Skip,
     SpeechEnd,
     SpeechSegmenter,
     SpeechStart,
@@ -75,8 +77,8 @@ class VadOperator(Operator[bytes]):
         while len(self._pending) >= WINDOW_BYTES:
             window = bytes(self._pending[:WINDOW_BYTES])
             del self._pending[:WINDOW_BYTES]
-            if self.gate.skip(window):
-                self.batcher.skip(self.stream, window)
+            if (skip := self.gate.check(window)) is not None:
+                self.batcher.skip(self.stream, window, keep_state=skip is Skip.NOISE)
                 probability = 0.0
             else:
                 probability = await self.batcher.probability(self.stream, window)

@@ -69,6 +69,7 @@ def vad_params(
             stop_ms=stop_ms or settings.vad_stop_ms,
             pre_roll_ms=pre_roll_ms or settings.vad_pre_roll_ms,
             silence_dbfs=settings.vad_silence_dbfs,
+            noise_margin_db=settings.vad_noise_margin_db,
         )
     except ValidationError as exc:
         problems = "; ".join(
