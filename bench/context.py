@@ -25,6 +25,7 @@ class BenchConfig:
     # 3./4. live sessions (real-time streams against `python -m server`)
     sessions: tuple[int, ...] = (50, 100, 200, 400)
     v2v_sessions: tuple[int, ...] = (1, 100)
+    sdk_turns: int = 10  # v2v: turns of the SDK alone (bench.sdk_floor), 1 s apart, per repeat
     utterance: str = "What is the weather like today?"
     cycle_s: float = 4.0  # each stream speaks the utterance once per cycle
     measure_cycles: float = 2.0  # measured window, after one cycle of warm-up
@@ -85,6 +86,7 @@ class BenchConfig:
             transport_frames=200,
             sessions=(2,),
             v2v_sessions=(2,),
+            sdk_turns=2,
             utterance="What time is it?",
             cycle_s=3.0,
             measure_cycles=1.0,

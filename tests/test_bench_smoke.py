@@ -22,7 +22,7 @@ EXPECTED = [  # smoke runs N=2 for live sessions and voice-to-voice, N=1 and 4 o
     "live.n2.vad_latency", "live.n2.vad_from_send", "live.n2.turn_latency",
     "live.n2.server_cpu", "live.n2.server_cpu_main", "live.n2.postgres_cpu", "live.n2.rss",
     "live.n2.loadgen_cpu", "live.n2.machine_cpu", "live.max_sessions", "v2v.n2.share",
-    "v2v.n2.v2v", "v2v.eager.v2v", "v2v.eager.saved",
+    "v2v.n2.v2v", "v2v.eager.v2v", "v2v.eager.saved", "v2v.sdk.turn", "v2v.beyond_sdk",
     "barge.detect", "barge.last_after_started", "barge.last_after_interrupted", "barge.late_audio",
     "persistence.rows_per_s", "persistence.idle_latency", "persistence.busy_latency",
     "persistence.p99_ratio", "offline.stt_rtf", "offline.llm_first_token",

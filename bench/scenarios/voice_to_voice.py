@@ -5,15 +5,23 @@ share removes what the framework cannot avoid: the VAD stop wait (the audio the 
 after the last speech window before it may decide: ceil(stop_ms / 32 ms) windows, frame
 aligned), and the fake providers' configured latencies (STT + chat + TTS). What is left is
 transport, VAD, queues, the OpenAI SDK's HTTP round trips to the fake and output pacing.
+
+The SDK's part is measured on its own in the same run (bench.sdk_floor: the same provider
+classes making a turn's three calls against a fake of the same latencies, nothing else), so
+the share is shown beside it and what is left after it, the framework's own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from bench.context import Context
 from bench.live import cycle_job, live_run
+from bench.procs import child
 from bench.registry import Figure, Goal, Recorder, Spec, scenario
+from bench.sdk_floor import sdk_turns
+from bench.stack import FakeSettings
 from bench.stats import median
 
 GOALS = (Goal("p50", "<=", 10.0), Goal("p99", "<=", 30.0))
@@ -46,6 +54,10 @@ def run(ctx: Context) -> list[Figure]:
     first = cfg.v2v_sessions[0]  # 1 in the full run: the comparison reuses its plain runs
     specs["eager.v2v"] = Spec(f"N={first} with STT_EAGER=true: voice-to-voice, raw", "ms", True)
     specs["eager.saved"] = Spec(f"  raw v2v p50 saved by STT_EAGER at N={first}", "ms")
+    for part, label in (("stt", "STT"), ("llm", "chat to first token"), ("tts", "TTS first byte")):
+        specs[f"sdk.{part}"] = Spec(f"SDK alone, {label}, beyond its latency", "ms", True)
+    specs["sdk.turn"] = Spec("SDK alone: a turn's three calls beyond their latencies", "ms", True)
+    specs["beyond_sdk"] = Spec(f"N={first}: framework share less the SDK's own (p50s)", "ms")
     rec = Recorder("v2v", specs)
     for n in dict.fromkeys(cfg.v2v_sessions):
         for rep in range(cfg.repeat):
@@ -64,4 +76,15 @@ def run(ctx: Context) -> list[Figure]:
         eager_v2v = live_run(ctx, eager, rep).data["v2v"]
         rec.add("eager.v2v", eager_v2v)
         rec.add("eager.saved", median(plain) - median(eager_v2v))
+    fake = FakeSettings.of(cfg)
+    with child("fake-openai-sdk-floor", "testing.fakes", fake.args()) as proc:
+        base = f"http://127.0.0.1:{proc.read_prefixed('PORT', 30.0)}/v1"
+        for _ in range(cfg.repeat):
+            parts = asyncio.run(sdk_turns(base, fake, cfg.utterance, cfg.sdk_turns, 1.0))
+            turn = [sum(t) for t in zip(parts["stt"], parts["llm"], parts["tts"], strict=True)]
+            for part, values in parts.items():
+                rec.add(f"sdk.{part}", values)
+            rec.add("sdk.turn", turn)
+    share = median([r["p50"] for r in rec.runs[f"n{first}.share"]])
+    rec.add("beyond_sdk", share - median([r["p50"] for r in rec.runs["sdk.turn"]]))
     return rec.figures()
