@@ -19,6 +19,7 @@ import grpc
 
 METHOD = "/bench.Echo/Echo"
 FRAME = bytes(640)
+FRAME_S = 0.02
 
 
 async def _echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext):
@@ -26,12 +27,21 @@ async def _echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContex
         yield frame
 
 
+async def _sink(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+    """Read every frame, answer once the client half-closes: the receive side alone, as a
+    listening Converse stream uses the transport."""
+    async for _ in requests:
+        pass
+    return b""
+
+
 async def serve() -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    handler = grpc.stream_stream_rpc_method_handler(_echo)  # no (de)serializers: raw bytes
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),)
-    )
+    handlers = {  # no (de)serializers: raw bytes
+        "Echo": grpc.stream_stream_rpc_method_handler(_echo),
+        "Sink": grpc.stream_unary_rpc_method_handler(_sink),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     stop = asyncio.Event()
@@ -98,6 +108,27 @@ async def flood(target: str, streams: int, frames: int) -> float:
         start = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(one(channel) for _ in range(streams))), 120.0)
         return time.perf_counter() - start
+
+
+async def paced_sink(target: str, streams: int, seconds: float) -> None:
+    """`streams` Sink streams, each on a connection of its own (as the load generators'
+    callers) sending a frame every 20 ms for `seconds`, starts spread over one frame."""
+    t0 = time.perf_counter() + 0.5
+
+    async def one(i: int) -> None:
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(target, options=options) as channel:
+            call = channel.stream_unary("/bench.Echo/Sink")()
+            start, k = t0 + FRAME_S * i / streams, 0
+            while (at := start + k * FRAME_S) < t0 + seconds:
+                if (delay := at - time.perf_counter()) > 0:
+                    await asyncio.sleep(delay)
+                await call.write(FRAME)
+                k += 1
+            await call.done_writing()
+            await call
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(streams))), seconds + 60.0)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ EXPECTED = [  # smoke runs N=2 for live sessions and voice-to-voice, N=1 and 4 o
     "offline.n4.turn", "webrtc.cpu_per_call", "webrtc.capacity", "webrtc.steps",
     "cluster.remote_end", "cluster.local_end", "cluster.remote_over_local",
     "capacity.ours1.n2.vad", "capacity.ours1.n2.lag", "capacity.ours1.n2.from_send",
-    "capacity.ours1.held", "capacity.ours1.per_core",
+    "capacity.ours1.held", "capacity.ours1.per_core", "capacity.floor", "capacity.over_floor",
 ]  # fmt: skip
 
 

@@ -7,12 +7,21 @@ Every stream sends 20 ms frames at real time and says an utterance every `capaci
 list until the first N that misses (p99 >= 20 ms or a failed stream); "held" is the largest N
 that passed. Per core = held / server processes (each one is bound to one core by its GIL).
 The load generators share the 2 cores: their CPU is reported beside each run.
+
+The floor beside them, in the same run: a raw grpc.aio server that only receives (bench.echo's
+Sink, no proto, no pipeline) fed the same real-time frames by as many streams as this
+server's smallest N, its CPU per stream. No server built on grpc.aio goes below it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from bench import echo
 from bench.context import Context
 from bench.live import LiveJob, LiveResult, live_run
+from bench.procs import child, cpu_seconds
 from bench.registry import Figure, Goal, Recorder, Spec, scenario
 from bench.stats import finite, percentile
 
@@ -35,6 +44,17 @@ SYSTEMS = {  # key -> (label, system, server processes)
     "ours2": ("this server, WORKERS=2 (a parent, 2 workers on one port)", "ours", 2),
     "pipecat": ("Pipecat 1 process (FastAPI WebSocket, Silero, OpenAI services)", "pipecat", 1),
 }
+
+
+def _sink_floor(ctx: Context, n: int) -> float:
+    """% of a core per stream for a raw grpc.aio server receiving `n` real-time streams."""
+    seconds = ctx.config.capacity_cycle_s * ctx.config.capacity_measure_cycles
+    with child("echo-sink", "bench.echo") as proc:
+        target = f"127.0.0.1:{proc.read_prefixed('PORT', 30.0)}"
+        ctx.log(f"capacity: raw grpc.aio receive floor, {n} streams")
+        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        asyncio.run(echo.paced_sink(target, n, seconds))
+        return (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0) * 100.0 / n
 
 
 def _p99(res: LiveResult) -> float:
@@ -104,6 +124,17 @@ def run(ctx: Context) -> list[Figure]:
         )  # fmt: skip
         rec.runs[k] = []
         rec.add(k, ours / peer if peer else float("inf"))
+    if "ours1" in cpu_per_stream:
+        n = cfg.capacity_sessions[0]
+        floor = _sink_floor(ctx, n)
+        for k, spec, value in (
+            ("floor", Spec(f"raw grpc.aio receive floor, N={n}: CPU per stream", "% core"), floor),
+            ("over_floor", Spec("server CPU per stream, this server / floor", "x"),
+             cpu_per_stream["ours1"] / floor),
+        ):  # fmt: skip
+            specs[k] = rec.specs[k] = spec
+            rec.runs[k] = []
+            rec.add(k, value)
     if "pipecat" in cpu_per_stream and "ours1" in cpu_per_stream:
         k = "cpu_ratio"
         specs[k] = rec.specs[k] = Spec(
