@@ -51,7 +51,8 @@ def windows_for(ms: float) -> int:
 
 
 def mean_square_floor(dbfs: float | None) -> float:
-    """The mean square of int16 samples at `dbfs` RMS (-1: no floor), for `is_quiet`."""
+    """The mean square of int16 samples at `dbfs` RMS (-1: no floor), to compare with
+    `mean_square` of a window."""
     return -1.0 if dbfs is None else (32768.0 * 10 ** (dbfs / 20)) ** 2
 
 
@@ -61,11 +62,6 @@ def mean_square(window: bytes) -> float:
         return 0.0
     samples = np.frombuffer(window, dtype="<i2").astype(np.float32)
     return float(np.dot(samples, samples)) / len(samples)
-
-
-def is_quiet(window: bytes, floor: float) -> bool:
-    """Whether a 16-bit PCM window's mean square is below `floor` (see mean_square_floor)."""
-    return floor >= 0 and (window == ZERO_WINDOW or mean_square(window) < floor)
 
 
 class Skip(enum.Enum):

@@ -26,7 +26,7 @@ from pipeline.vad import (
     QuietGate,
     Skip,
     VadParams,
-    is_quiet,
+    mean_square,
     mean_square_floor,
 )
 from testing.speech import speech_pcm
@@ -41,10 +41,10 @@ def tone(dbfs: float, n: int = 512) -> bytes:
 
 def test_quiet_is_measured_as_rms_level():
     floor = mean_square_floor(-60.0)
-    assert is_quiet(bytes(WINDOW_BYTES), floor)
-    assert is_quiet(tone(-66.0), floor)
-    assert not is_quiet(tone(-54.0), floor)
-    assert not is_quiet(bytes(WINDOW_BYTES), mean_square_floor(None)), "no floor: never quiet"
+    assert mean_square(bytes(WINDOW_BYTES)) == 0.0 < floor
+    assert mean_square(tone(-66.0)) < floor < mean_square(tone(-54.0))
+    assert mean_square(tone(-40.0)) == pytest.approx(mean_square_floor(-40.0), rel=0.01)
+    assert mean_square_floor(None) < 0, "no floor: nothing is below it"
 
 
 def noise(dbfs: float, n: int, seed: int = 1) -> bytes:
