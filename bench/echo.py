@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from bench.procs import cpu_seconds
+
 METHOD = "/bench.Echo/Echo"
 FRAME = bytes(640)
 FRAME_S = 0.02
@@ -37,7 +39,7 @@ async def _sink(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContex
 
 async def serve() -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    handlers = {  # no (de)serializers: raw bytes
+    handlers: dict[str, grpc.RpcMethodHandler] = {  # no (de)serializers: raw bytes
         "Echo": grpc.stream_stream_rpc_method_handler(_echo),
         "Sink": grpc.stream_unary_rpc_method_handler(_sink),
     }
@@ -110,15 +112,16 @@ async def flood(target: str, streams: int, frames: int) -> float:
         return time.perf_counter() - start
 
 
-async def paced_sink(target: str, streams: int, seconds: float) -> None:
+async def paced_sink(target: str, streams: int, seconds: float, pid: int) -> float:
     """`streams` Sink streams, each on a connection of its own (as the load generators'
-    callers) sending a frame every 20 ms for `seconds`, starts spread over one frame."""
-    t0 = time.perf_counter() + 0.5
+    callers) sending a frame every 20 ms for `seconds`, starts spread over one frame: the
+    server `pid`'s CPU seconds over those `seconds`, set-up and tear-down left out."""
+    t0 = time.perf_counter() + 0.5 + streams * 0.01  # every stream connected by then
 
     async def one(i: int) -> None:
         options = [("grpc.use_local_subchannel_pool", 1)]
         async with grpc.aio.insecure_channel(target, options=options) as channel:
-            call = channel.stream_unary("/bench.Echo/Sink")()
+            call: grpc.aio.StreamUnaryCall = channel.stream_unary("/bench.Echo/Sink")()
             start, k = t0 + FRAME_S * i / streams, 0
             while (at := start + k * FRAME_S) < t0 + seconds:
                 if (delay := at - time.perf_counter()) > 0:
@@ -128,7 +131,15 @@ async def paced_sink(target: str, streams: int, seconds: float) -> None:
             await call.done_writing()
             await call
 
-    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(streams))), seconds + 60.0)
+    async def measure() -> float:
+        await asyncio.sleep(t0 - time.perf_counter())
+        cpu0 = cpu_seconds(pid)
+        await asyncio.sleep(seconds)
+        return cpu_seconds(pid) - cpu0
+
+    calls = asyncio.gather(*(one(i) for i in range(streams)))
+    used, _ = await asyncio.wait_for(asyncio.gather(measure(), calls), seconds + 60.0)
+    return used
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from bench.stack import FakeSettings
 from pipeline.conversation import DEFAULT_INSTRUCTIONS
 from pipeline.providers.base import ChatMessage
 from pipeline.providers.openai_api import OpenAIChat, OpenAISpeechToText, OpenAITextToSpeech
+from server.config import Settings
 from testing.speech import speech_pcm
 
 RATE = 16_000
@@ -32,7 +33,13 @@ async def sdk_turns(
     bytes); the first two turns warm the connections and are not counted."""
     pcm = speech_pcm(utterance, RATE, 1, lead_silence_ms=300, tail_silence_ms=200)
     messages = [ChatMessage("system", DEFAULT_INSTRUCTIONS), ChatMessage("user", utterance)]
-    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url)
+    defaults = Settings.model_fields  # the server's own timeout and retries
+    client = openai.AsyncOpenAI(
+        api_key="bench",
+        base_url=base_url,
+        timeout=defaults["openai_timeout_s"].default,
+        max_retries=defaults["openai_max_retries"].default,
+    )
     stt = OpenAISpeechToText(client, "whisper-1", None)
     chat = OpenAIChat(client, "gpt-4o-mini", 256)
     tts = OpenAITextToSpeech(client, "tts-1", "alloy")

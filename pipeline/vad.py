@@ -34,10 +34,11 @@ class VadParams(BaseModel, frozen=True):
     # A monologue longer than this is cut into several segments.
     max_speech_ms: int = Field(30_000, ge=1_000, le=120_000)
     # Windows quieter than this (RMS, dB below full scale) skip the model once it has settled
-    # on silence: a listening caller costs no inference. None: every window goes to the model.
+    # on silence: a listening caller costs no inference. None: no absolute level.
     silence_dbfs: float | None = Field(-60.0, ge=-120.0, le=0.0)
     # Windows within this many dB of the line's own noise (tracked from windows the model read
-    # as silence) skip it too, but the model still hears one window in NOISE_REFRESH. None: off.
+    # as silence) skip it too, but the model still hears one window in NOISE_REFRESH. None: off
+    # (both None: every window goes to the model).
     noise_margin_db: float | None = Field(3.0, ge=0.0, le=20.0)
 
     @property
@@ -126,9 +127,28 @@ class QuietGate:
         self.settled = probability < self.release
         self.run = 0
         if self.settled and probability < NOISE_PROB and self.margin >= 0:
-            self.noise_heard += 1
-            rate = 1.0 / min(self.noise_heard, NOISE_WINDOWS)  # a mean, then a moving average
-            self.noise += (self._power - self.noise) * rate
+            self._learn(self._power)
+
+    def _learn(self, power: float) -> None:
+        """Fold a window the model read as clear silence into the line's noise level. It
+        follows a quieter line at once; a louder one rises at most a little per window, so a
+        knock or a cough the model reads as no speech cannot lift it over the speech to come.
+        Quiet windows (the absolute rule covers them) teach nothing."""
+        if power < max(self.floor, 1.0):
+            return
+        if not self.noise_heard or power < self.noise:
+            self.noise = power
+        else:
+            self.noise += (min(power, self.noise * self.margin) - self.noise) / NOISE_WINDOWS
+        self.noise_heard += 1
+
+    def adopt(self, earlier: QuietGate) -> None:
+        """Carry what an earlier gate of the same stream learnt (new VAD settings mid-call)."""
+        self.settled, self.noise, self.noise_heard = (
+            earlier.settled,
+            earlier.noise,
+            earlier.noise_heard,
+        )
 
 
 class VadState(enum.Enum):

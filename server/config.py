@@ -212,7 +212,8 @@ class Settings(BaseSettings):
         ge=-120.0,
         le=0.0,
         description="Quiet windows below this RMS level skip the VAD model once it has "
-        "settled on silence; unset (empty) sends every window to the model.",
+        "settled on silence; unset (empty) turns this level off (with VAD_NOISE_MARGIN_DB "
+        "empty too, every window goes to the model).",
     )
     vad_noise_margin_db: float | None = Field(
         3.0,

@@ -99,6 +99,19 @@ def test_gate_learns_the_lines_noise_and_still_samples_it():
     assert off.check(hiss[-1]) is None, "noise margin off: only quiet windows skip"
 
 
+def test_a_loud_window_read_as_no_speech_does_not_lift_the_noise_level():
+    """A knock or a cough the model reads as no speech must not teach the gate that the line
+    is loud: speech a little above the hiss must still reach the model."""
+    gate = QuietGate(VadParams())
+    for seed in range(NOISE_WINDOWS):
+        gate.check(noise(-45.0, 512, seed))
+        gate.heard(0.02)
+    gate.check(tone(-15.0))
+    gate.heard(0.02)  # loud, yet read as no speech
+    assert gate.check(noise(-38.0, 512, 99)) is None, "7 dB over the hiss: ask the model"
+    assert gate.check(noise(-45.0, 512, 98)) is Skip.NOISE, "the hiss itself still skips"
+
+
 class Collect(Operator[UserSpeech]):
     def __init__(self) -> None:
         super().__init__()
@@ -175,19 +188,19 @@ def test_gate_leaves_segments_unchanged_and_skips_the_silence(gain):
     else:  # windows inside the quiet caller's words fall below the gate: within one window
         for ours, theirs in zip(events, plain[0], strict=True):
             assert all(abs(a - b) <= 32 for a, b in zip(ours[1:], theirs[1:], strict=True))
-        for ours, theirs in zip(audio, plain[1], strict=True):
-            assert abs(len(ours) - len(theirs)) <= WINDOW_BYTES
+        for got, want in zip(audio, plain[1], strict=True):
+            assert abs(len(got) - len(want)) <= WINDOW_BYTES
     assert plain[3] == 0
     total = len(pcm) // WINDOW_BYTES
     assert model_windows + skipped == total == plain[2]
     assert skipped > total * 0.4, f"silence should skip the model: {skipped} of {total}"
 
 
-@pytest.mark.parametrize("hiss_dbfs", [-50.0, -40.0])
-def test_noise_gate_segments_a_noisy_line_within_a_window(hiss_dbfs):
-    """A caller on a line that is never quiet: the same turns, each edge within one window,
-    and the model spared most of the noise between them."""
-    pcm = caller(1.0, hiss_dbfs)
+@pytest.mark.parametrize(("gain", "hiss_dbfs"), [(1.0, -50.0), (1.0, -40.0), (0.3, -50.0)])
+def test_noise_gate_segments_a_noisy_line_within_a_window(gain, hiss_dbfs):
+    """A caller on a line that is never quiet (and a softer one): the same turns, each edge
+    within one window, and the model spared most of the noise between them."""
+    pcm = caller(gain, hiss_dbfs)
     params = VadParams(stop_ms=600)
     events, audio, model_windows, skipped = asyncio.run(segment(pcm, params))
     plain = asyncio.run(segment(pcm, params.model_copy(update=UNGATED)))
@@ -196,12 +209,28 @@ def test_noise_gate_segments_a_noisy_line_within_a_window(hiss_dbfs):
     assert [e[0] for e in events] == [e[0] for e in plain[0]]
     for ours, theirs in zip(events, plain[0], strict=True):
         assert all(abs(a - b) <= 32 for a, b in zip(ours[1:], theirs[1:], strict=True))
-    for ours, theirs in zip(audio, plain[1], strict=True):
-        assert abs(len(ours) - len(theirs)) <= WINDOW_BYTES
+    for got, want in zip(audio, plain[1], strict=True):
+        assert abs(len(got) - len(want)) <= WINDOW_BYTES
     total = len(pcm) // WINDOW_BYTES
     assert only_quiet[3] == 0, "the noise is above the quiet level: without the margin, no skips"
     assert model_windows + skipped == total
     assert skipped > total * 0.35, f"the line's noise should skip the model: {skipped} of {total}"
+
+
+def test_a_burst_on_a_noisy_line_leaves_the_next_turn_as_it_was():
+    """A loud 64 ms knock a second before the caller speaks, on a hissing line: the turn
+    starts and ends where it does without the gate, to within one window."""
+    pcm = bytearray(caller(1.0, -50.0))
+    at = (1500 - 1000) * 32  # bytes: 1 s before the first utterance's speech
+    pcm[at : at + 2048] = tone(-10.0, 1024)
+    params = VadParams(stop_ms=600)
+    events, audio, _, _ = asyncio.run(segment(bytes(pcm), params))
+    plain = asyncio.run(segment(bytes(pcm), params.model_copy(update=UNGATED)))
+    assert [e[0] for e in events] == [e[0] for e in plain[0]]
+    for ours, theirs in zip(events, plain[0], strict=True):
+        assert all(abs(a - b) <= 32 for a, b in zip(ours[1:], theirs[1:], strict=True))
+    for got, want in zip(audio, plain[1], strict=True):
+        assert abs(len(got) - len(want)) <= WINDOW_BYTES
 
 
 def test_noise_alone_starts_no_turn():

@@ -16,14 +16,13 @@ server's smallest N, its CPU per stream. No server built on grpc.aio goes below 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from bench import echo
 from bench.context import Context
 from bench.live import LiveJob, LiveResult, live_run
-from bench.procs import child, cpu_seconds
+from bench.procs import child
 from bench.registry import Figure, Goal, Recorder, Spec, scenario
-from bench.stats import finite, percentile
+from bench.stats import finite, percentile, ratio
 
 GOAL_MS = 20.0
 
@@ -52,9 +51,8 @@ def _sink_floor(ctx: Context, n: int) -> float:
     with child("echo-sink", "bench.echo") as proc:
         target = f"127.0.0.1:{proc.read_prefixed('PORT', 30.0)}"
         ctx.log(f"capacity: raw grpc.aio receive floor, {n} streams")
-        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-        asyncio.run(echo.paced_sink(target, n, seconds))
-        return (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0) * 100.0 / n
+        used = asyncio.run(echo.paced_sink(target, n, seconds, proc.pid))
+        return used / seconds * 100.0 / n
 
 
 def _p99(res: LiveResult) -> float:
@@ -130,7 +128,7 @@ def run(ctx: Context) -> list[Figure]:
         for k, spec, value in (
             ("floor", Spec(f"raw grpc.aio receive floor, N={n}: CPU per stream", "% core"), floor),
             ("over_floor", Spec("server CPU per stream, this server / floor", "x"),
-             cpu_per_stream["ours1"] / floor),
+             ratio(cpu_per_stream["ours1"], floor)),
         ):  # fmt: skip
             specs[k] = rec.specs[k] = spec
             rec.runs[k] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -49,12 +50,11 @@ SPECS = {
 GATE_OFF = {"VAD_SILENCE_DBFS": "", "VAD_NOISE_MARGIN_DB": ""}
 # Line noise at -40 dBFS RMS: above the VAD's quiet level (-60), yet no speech (Silero reads
 # it at < 0.05): the gate's noise margin, or with the gate off inference on every window.
-NOISE_FRAME = (
-    (np.random.default_rng(1).standard_normal(len(echo.FRAME) // 2) * 32768 * 10 ** (-40 / 20))
-    .round()
-    .astype("<i2")
-    .tobytes()
-)
+NOISE_FRAMES = [  # a second of distinct frames, cycled: not one frame the gate sees again
+    frame.round().astype("<i2").tobytes()
+    for frame in np.random.default_rng(1).standard_normal((50, len(echo.FRAME) // 2))
+    * (32768 * 10 ** (-40 / 20))
+]
 
 
 def _config() -> converse_pb2.ConverseRequest:
@@ -65,17 +65,17 @@ def _config() -> converse_pb2.ConverseRequest:
 
 
 async def converse_flood(
-    target: str, streams: int, frames: int, frame: bytes = echo.FRAME
+    target: str, streams: int, frames: int, audio: Sequence[bytes] = (echo.FRAME,)
 ) -> float:
     """Seconds for `streams` Converse streams to each push `frames` frames (digital silence
-    unless told) and end."""
-    silence = converse_pb2.ConverseRequest(audio=frame)
+    unless told: `audio` is cycled) and end."""
+    requests = [converse_pb2.ConverseRequest(audio=frame) for frame in audio]
 
     async def one(stub: pb_grpc.VoiceAgentServiceStub) -> None:
         call = stub.Converse()
         await call.write(_config())
-        for _ in range(frames):
-            await call.write(silence)
+        for i in range(frames):
+            await call.write(requests[i % len(requests)])
         await call.done_writing()
         async for _ in call:  # the stream ends once the server has processed every frame
             pass
@@ -113,21 +113,22 @@ def run(ctx: Context) -> list[Figure]:
                 proc.pid, lambda: echo.flood(target, s, n), total
             )
     with voice_stack(ctx, FakeSettings()) as stack:
-        asyncio.run(converse_flood(stack.target, s, max(10, n // 10)))  # warm-up
+        for audio in ((echo.FRAME,), NOISE_FRAMES):  # warm-up on each kind of audio measured
+            asyncio.run(converse_flood(stack.target, s, max(10, n // 10), audio))
         for i, res in enumerate(results):
             ctx.log(f"transport: Converse run {i + 1}/{cfg.repeat}")
             res["converse_wall"], res["converse_cpu"] = _per_frame(
                 stack.server.pid, lambda: converse_flood(stack.target, s, n), total
             )
             _, res["noise_cpu"] = _per_frame(
-                stack.server.pid, lambda: converse_flood(stack.target, s, n, NOISE_FRAME), total
+                stack.server.pid, lambda: converse_flood(stack.target, s, n, NOISE_FRAMES), total
             )
     with voice_stack(ctx, FakeSettings(), env=GATE_OFF) as stack:
-        asyncio.run(converse_flood(stack.target, s, max(10, n // 10), NOISE_FRAME))  # warm-up
+        asyncio.run(converse_flood(stack.target, s, max(10, n // 10), NOISE_FRAMES))  # warm-up
         for i, res in enumerate(results):
             ctx.log(f"transport: Converse with the VAD gate off, run {i + 1}/{cfg.repeat}")
             _, res["model_cpu"] = _per_frame(
-                stack.server.pid, lambda: converse_flood(stack.target, s, n, NOISE_FRAME), total
+                stack.server.pid, lambda: converse_flood(stack.target, s, n, NOISE_FRAMES), total
             )
     for res in results:
         for key, value in res.items():

@@ -3,7 +3,7 @@
 Converts the client's format to 16 kHz mono with a streaming resampler, cuts 32 ms windows,
 asks the shared Silero batcher for each window's speech probability (the batcher turns
 the int16 windows into floats once per batch, off the event loop) and lets the segmenter
-decide. Quiet windows, and those no louder than the line's own noise, skip the model once it
+decide. Quiet windows, and those within a few dB of the line's own steady noise, skip the model once it
 has settled on silence (`QuietGate`): most of a call is the caller listening, and the model is
 most of a frame's cost. A speech start is
 reported at once (it may be a barge-in); a finished utterance goes to speech-to-text.
@@ -62,7 +62,9 @@ class VadOperator(Operator[bytes]):
     def set_params(self, params: VadParams) -> None:
         """New VAD settings from the next window on (a segment in progress is dropped)."""
         self.segmenter = SpeechSegmenter(params)
-        self.gate = QuietGate(params)
+        gate = QuietGate(params)
+        gate.adopt(self.gate)  # the model's state goes on, and what the gate learnt with it
+        self.gate = gate
 
     async def handle(self, item: bytes) -> None:
         await self._windows(self.resampler.process(item))
