@@ -3,10 +3,10 @@
 Converts the client's format to 16 kHz mono with a streaming resampler, cuts 32 ms windows,
 asks the shared Silero batcher for each window's speech probability (the batcher turns
 the int16 windows into floats once per batch, off the event loop) and lets the segmenter
-decide. Quiet windows, and those within a few dB of the line's own steady noise, skip the model once it
-has settled on silence (`QuietGate`): most of a call is the caller listening, and the model is
-most of a frame's cost. A speech start is
-reported at once (it may be a barge-in); a finished utterance goes to speech-to-text.
+decide. Quiet windows, and those within a few dB of the line's own steady noise, skip the
+model once it has settled on silence (`QuietGate`): most of a call is the caller listening,
+and the model is most of a frame's cost. A speech start is reported at once (it may be a
+barge-in); a finished utterance goes to speech-to-text.
 """
 
 from __future__ import annotations
