@@ -1,8 +1,8 @@
 """The OpenAI SDK's own floor for one turn: the three calls a turn makes, and nothing else.
 
 The voice-to-voice share counts the SDK's client-side time as the framework's. To tell the
-two apart, the same provider classes the server uses (pipeline.providers.openai_api, with a
-client built as server/providers.py builds it) make a turn's calls against a fake of the same
+two apart, the providers the server builds (server.providers.build_providers: the same
+OpenAI classes, client, timeout and retries) make a turn's calls against a fake of the same
 latencies in a process of its own, one turn at a time with a pause between turns as a caller
 leaves one: speech-to-text of the utterance, chat to its first token, text-to-speech to its
 first audio bytes. What is left of the share after this floor is the framework's own.
@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import openai
-
 from bench.stack import FakeSettings
 from pipeline.conversation import DEFAULT_INSTRUCTIONS
 from pipeline.providers.base import ChatMessage
-from pipeline.providers.openai_api import OpenAIChat, OpenAISpeechToText, OpenAITextToSpeech
 from server.config import Settings
+from server.providers import build_providers
 from testing.speech import speech_pcm
 
 RATE = 16_000
@@ -33,16 +31,16 @@ async def sdk_turns(
     bytes); the first two turns warm the connections and are not counted."""
     pcm = speech_pcm(utterance, RATE, 1, lead_silence_ms=300, tail_silence_ms=200)
     messages = [ChatMessage("system", DEFAULT_INSTRUCTIONS), ChatMessage("user", utterance)]
-    defaults = Settings.model_fields  # the server's own timeout and retries
-    client = openai.AsyncOpenAI(
-        api_key="bench",
-        base_url=base_url,
-        timeout=defaults["openai_timeout_s"].default,
-        max_retries=defaults["openai_max_retries"].default,
+    settings = Settings(  # the server's defaults, no .env file: a developer's cannot swap in
+        _env_file=None,  # local models or another server
+        openai_api_key="bench",
+        openai_base_url=base_url,
+        stt_provider="openai",
+        chat_provider="openai",
+        tts_provider="openai",
     )
-    stt = OpenAISpeechToText(client, "whisper-1", None)
-    chat = OpenAIChat(client, "gpt-4o-mini", 256)
-    tts = OpenAITextToSpeech(client, "tts-1", "alloy")
+    providers = build_providers(settings)  # as the server builds them: the same client
+    stt, chat, tts = providers.stt, providers.chat, providers.tts
     out: dict[str, list[float]] = {"stt": [], "llm": [], "tts": []}
     try:
         for turn in range(turns + 2):
@@ -62,5 +60,5 @@ async def sdk_turns(
                 out["llm"].append((first - t1 - fake.chat_latency_s) * 1000)
                 out["tts"].append((got - t2 - fake.tts_latency_s) * 1000)
     finally:
-        await client.close()
+        await providers.aclose()
     return out

@@ -19,13 +19,12 @@ from pipeline.frames import UserSpeech
 from pipeline.operator import Operator
 from pipeline.operators.vad import VadOperator
 from pipeline.silero import SileroBatcher
-from pipeline.vad import (
+from pipeline.vad import WINDOW_BYTES, VadParams
+from pipeline.vad_gate import (
     NOISE_REFRESH,
     NOISE_WINDOWS,
-    WINDOW_BYTES,
     QuietGate,
     Skip,
-    VadParams,
     mean_square,
     mean_square_floor,
 )

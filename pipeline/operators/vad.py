@@ -21,14 +21,13 @@ from pipeline.silero import SileroBatcher, VadStream
 from pipeline.turn import now
 from pipeline.vad import (
     WINDOW_BYTES,
-    QuietGate,
-    Skip,
     SpeechEnd,
     SpeechSegmenter,
     SpeechStart,
     VadParams,
     VadState,
 )
+from pipeline.vad_gate import QuietGate, Skip
 
 
 class VadOperator(Operator[bytes]):
